@@ -1,0 +1,86 @@
+r"""StyleGAN2 (config F) baseline on the jaxface stack.
+
+Presets (the string after the colon):
+  tiny      CPU, 32x32, small widths, seconds per step on a laptop; trains on the data the stack ships.
+              python -m jaxface.main --config configs/stylegan2.py:tiny --workdir workdirs/sg2_tiny
+            Expected: a few hundred steps in minutes on 2 CPU cores; blurry blobs turning into coherent shapes.
+  paper256  StyleGAN2-ADA's `paper256` recipe (256x256, batch 64, channel_base 16384, lr 0.0025, gamma 1,
+            EMA 20 kimg, mbstd group 8) without ADA, in bfloat16. Needs real data at 256x256 (a prepared
+            ArrayRecord folder or an image folder: --config.data.kind=arrayrecord --config.data.path=DIR).
+              python -m jaxface.main --config configs/stylegan2.py:paper256 --workdir gs://BUCKET/sg2_256 \
+                  --config.data.kind=arrayrecord --config.data.path=/data/ffhq256
+            Hardware: one or more GPUs / a TPU slice; `python -m jaxface.bench.train --config
+            configs/stylegan2.py:paper256` measures img/s and MFU.
+Other arguments: res=R sets the resolution (power of two), e.g. configs/stylegan2.py:tiny,res=64.
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg=""):
+  args = common.parse_arg(arg, preset="tiny", res=0)
+  if args.preset not in ("tiny", "paper256"):
+    from jaxface.errors import ConfigError
+    raise ConfigError(f"unknown preset {args.preset!r} for configs/stylegan2.py; use tiny or paper256.")
+  tiny = args.preset == "tiny"
+  res = args.res or (32 if tiny else 256)
+
+  config = ml_collections.ConfigDict()
+  config.trainer = "stylegan2"  # jaxface/train/<trainer>.py
+  config.config_file = ""  # filled in by jaxface.config with the file:arg this config came from
+  config.batch_size = 8 if tiny else 64  # global batch, split over all devices and hosts
+  config.total_steps = 300 if tiny else 25_000_000 // 64  # optimizer steps (paper256: 25,000 kimg)
+  common.mesh_and_sharding(config)
+  config.compute_dtype = "float32" if tiny else "bfloat16"
+  common.run_blocks(config)
+  if tiny:
+    config.ckpt.every_steps = 100
+    config.log.every_steps = 10
+    config.log.samples_every_steps = 100
+  else:
+    config.ckpt.every_steps = 2000
+    config.log.every_steps = 100
+    config.log.samples_every_steps = 2000
+
+  config.data = ml_collections.ConfigDict(dict(
+      kind="generated",  # folder | arrayrecord | tfds | generated (built-in procedural images) | synthetic
+      path="",  # image folder, ArrayRecord folder/glob, or TFDS data_dir
+      tfds_name="",  # TFDS dataset name when kind=tfds
+      split="train",  # TFDS split
+      resolution=res,  # images are center-cropped and resized to this size
+      max_bad_fraction=0.01,  # corrupt images are skipped and counted; above this fraction training stops
+      worker_count=0,  # grain worker processes decoding images (0 = in the training process)
+      prefetch=2,  # batches prefetched per worker
+  ))
+
+  config.model = ml_collections.ConfigDict(dict(
+      resolution=res,  # output resolution (power of two)
+      z_dim=64 if tiny else 512,  # latent size
+      w_dim=64 if tiny else 512,  # intermediate latent size
+      mapping_layers=2 if tiny else 8,  # mapping network depth
+      mapping_lr_mul=0.01,  # learning-rate multiplier of the mapping network
+      channel_base=16384,  # channels at resolution r = min(channel_base // r, channel_max)
+      d_channel_base=16384,  # the same for the discriminator
+      channel_max=64 if tiny else 512,  # widest layer
+      mbstd_group_size=4 if tiny else 8,  # minibatch-stddev group size
+  ))
+
+  lr = 0.002 if tiny else 0.0025
+  config.optim_G = ml_collections.ConfigDict(dict(lr=lr, beta1=0.0, beta2=0.99, eps=1e-8))  # Adam for G
+  config.optim_D = ml_collections.ConfigDict(dict(lr=lr, beta1=0.0, beta2=0.99, eps=1e-8))  # Adam for D
+
+  config.loss = ml_collections.ConfigDict(dict(
+      r1_gamma=1.0 if not tiny else 0.1,  # R1 weight (gamma); 0 disables
+      r1_interval=16 if not tiny else 4,  # lazy R1 every N steps
+      pl_weight=2.0,  # path-length weight; 0 disables
+      pl_interval=4,  # lazy path-length every N steps
+      pl_decay=0.01,  # EMA rate of the path-length target
+      pl_batch_shrink=2,  # path-length batch = batch_size // this
+      style_mixing_prob=0.9,  # probability of mixing two latents at a random layer
+      ema_kimg=20.0 if not tiny else 1.0,  # EMA half-life of G_ema in thousands of images
+      ema_rampup=0.0 if not tiny else 0.05,  # EMA half-life ramp-up as a fraction of images seen (0 = off)
+      w_avg_beta=0.995,  # running mean of W for truncation
+  ))
+  return config

@@ -1,0 +1,112 @@
+"""Shared benchmark plumbing: timing, device facts, and the one results file.
+
+Every benchmark prints a table and appends one JSON line per result to `bench/results.jsonl`
+(device, commit, config, figure). Timings are only comparable within one run.
+"""
+
+import datetime
+import json
+import os
+import subprocess
+import time
+
+import jax
+import numpy as np
+
+RESULTS = os.environ.get("JAXFACE_BENCH_RESULTS", os.path.join("bench", "results.jsonl"))
+
+# Dense peak FLOP/s per device, used for MFU. bf16 tensor-core peaks for GPUs (no sparsity);
+# CPU has no fixed peak, so MFU there is reported against a rough per-core fp32 FMA figure.
+PEAK_FLOPS = {
+    "NVIDIA H100 80GB HBM3": {"bfloat16": 989e12, "float32": 67e12},
+    "NVIDIA H100": {"bfloat16": 989e12, "float32": 67e12},
+    "NVIDIA H200": {"bfloat16": 989e12, "float32": 67e12},
+    "NVIDIA A100-SXM4-80GB": {"bfloat16": 312e12, "float32": 19.5e12},
+    "NVIDIA A100-SXM4-40GB": {"bfloat16": 312e12, "float32": 19.5e12},
+    "TPU v4": {"bfloat16": 275e12, "float32": 275e12 / 2},
+    "TPU v5 lite": {"bfloat16": 197e12, "float32": 197e12 / 2},
+    "TPU v5p": {"bfloat16": 459e12, "float32": 459e12 / 2},
+}
+
+
+def device_name():
+  d = jax.devices()[0]
+  return getattr(d, "device_kind", d.platform)
+
+
+def peak_flops(dtype="float32"):
+  """Peak FLOP/s of all local devices for `dtype`, or None when unknown."""
+  kind = device_name()
+  for name, peaks in PEAK_FLOPS.items():
+    if kind.startswith(name):
+      return peaks.get(str(dtype), peaks["float32"]) * jax.local_device_count()
+  if jax.devices()[0].platform == "cpu":
+    # ~32 fp32 FLOP/cycle/core (AVX2 2xFMA) at ~2.5 GHz: a rough but stated CPU roofline.
+    return 32 * 2.5e9 * (os.cpu_count() or 1)
+  return None
+
+
+def commit():
+  try:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+    sha = out.stdout.strip() or "uncommitted"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True, timeout=5).stdout.strip()
+    return sha + ("+dirty" if dirty else "")
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+
+
+def time_fn(fn, *args, warmup=2, iters=10, min_time=0.0):
+  """Median seconds per call of `fn(*args)` (blocking on the outputs), after `warmup` calls."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn(*args))
+  times = []
+  start = time.perf_counter()
+  while len(times) < iters or time.perf_counter() - start < min_time:
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times))
+
+
+def flops_of(jitted_fn, *args):
+  """Model FLOPs of one call from XLA's cost analysis of the compiled function (None if unknown)."""
+  try:
+    cost = jitted_fn.lower(*args).compile().cost_analysis()
+  except Exception:  # cost analysis is best-effort on some backends
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  flops = (cost or {}).get("flops")
+  return float(flops) if flops and flops > 0 else None
+
+
+def record(bench, config, figures, path=RESULTS):
+  """Appends one JSON line {bench, device, commit, config, **figures} and returns it."""
+  row = {
+      "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "bench": bench,
+      "device": device_name(),
+      "num_devices": jax.device_count(),
+      "platform": jax.devices()[0].platform,
+      "commit": commit(),
+      "config": config,
+      **figures,
+  }
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(path, "a") as f:
+    f.write(json.dumps(row) + "\n")
+  return row
+
+
+def print_table(rows, columns):
+  """Prints `rows` (dicts) as an aligned text table of `columns`."""
+  def fmt(v):
+    if isinstance(v, float):
+      return f"{v:.4g}"
+    return str(v)
+  widths = [max(len(c), *(len(fmt(r.get(c, ""))) for r in rows)) for c in columns]
+  print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+  for r in rows:
+    print("  ".join(fmt(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)))

@@ -1,0 +1,100 @@
+"""Training-step throughput: img/s, model FLOPs per image (XLA cost analysis) and MFU.
+
+  python -m jaxface.bench.train --config configs/stylegan2.py:tiny [--steps 20] [--config.key=value ...]
+
+Times the full step averaged over one lazy-regularization cycle (each phase variant weighted by how often it
+runs), twice: with one batch already on the device ("memory") and with the real input pipeline feeding every step
+("pipeline"), so a data bottleneck shows as the gap between the two.
+"""
+
+import argparse
+import collections
+import functools
+import sys
+import time
+
+import jax
+import numpy as np
+
+from jaxface import config as config_lib
+from jaxface import parallel
+from jaxface.bench import common
+from jaxface.errors import cli
+from jaxface.train import loop
+
+
+def run(config, steps):
+  method = loop.get_method(config)
+  mesh = parallel.make_mesh(config.mesh)
+  rng = jax.random.key(config.seed)
+  init_fn = functools.partial(method.init_state, config)
+  shardings = parallel.infer_shardings(jax.eval_shape(init_fn, rng), mesh, config.sharding_rules,
+                                       config.fsdp_min_size)
+  step_fn = jax.jit(method.train_step(config), donate_argnums=(0,),
+                    out_shardings=(shardings, parallel.replicated(mesh)), static_argnames=("phase",))
+  data = method.make_data(config)
+  with jax.set_mesh(mesh):
+    state = jax.jit(init_fn, out_shardings=shardings)(rng)
+    batch = parallel.to_global(next(data), mesh)
+    # Phase mix over one cycle of the lazy regularizers.
+    cycle = [method.phase(config, s) for s in range(1, 1 + _cycle_length(config))]
+    counts = collections.Counter(cycle)
+    flops, secs = 0.0, {}
+    for ph, n in counts.items():
+      f = common.flops_of(step_fn, state, batch, rng, phase=ph)
+      flops = None if (f is None or flops is None) else flops + f * n / len(cycle)
+      for _ in range(2):  # compile + warm up
+        state, m = step_fn(state, batch, rng, phase=ph)
+      jax.block_until_ready(state)
+      t0 = time.perf_counter()
+      for _ in range(steps):
+        state, m = step_fn(state, batch, rng, phase=ph)
+      jax.block_until_ready(state)
+      secs[ph] = (time.perf_counter() - t0) / steps
+    mem_step = sum(secs[ph] * n for ph, n in counts.items()) / len(cycle)
+    # The same steps with the pipeline feeding every batch (phases in their real order).
+    t0 = time.perf_counter()
+    n = max(steps, len(cycle))
+    for i in range(n):
+      batch = parallel.to_global(next(data), mesh)
+      state, m = step_fn(state, batch, rng, phase=cycle[i % len(cycle)])
+    jax.block_until_ready(state)
+    pipe_step = (time.perf_counter() - t0) / n
+  b = config.batch_size
+  peak = common.peak_flops(config.compute_dtype)
+  flops_per_img = flops / b if flops else None
+  row = dict(
+      img_per_s=b / mem_step, img_per_s_pipeline=b / pipe_step, step_ms=mem_step * 1e3,
+      step_ms_pipeline=pipe_step * 1e3, pipeline_overhead_pct=100 * (pipe_step / mem_step - 1),
+      gflops_per_img=flops_per_img / 1e9 if flops_per_img else None,
+      mfu_pct=100 * flops_per_img * (b / mem_step) / peak if (flops_per_img and peak) else None,
+      phases={str(k): v * 1e3 for k, v in secs.items()})
+  return row
+
+
+def _cycle_length(config):
+  loss = config.get("loss", {})
+  intervals = [int(loss.get(k, 1)) for k in ("r1_interval", "pl_interval") if k in loss]
+  return int(np.lcm.reduce(intervals)) if intervals else 1
+
+
+@cli
+def main(argv=None):
+  parser = argparse.ArgumentParser(prog="python -m jaxface.bench.train", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--config", required=True)
+  parser.add_argument("--steps", type=int, default=10, help="timed steps per phase variant")
+  args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+  jax.config.update("jax_threefry_partitionable", True)
+  config = config_lib.build(args.config, config_lib.parse_overrides(rest))
+  row = run(config, args.steps)
+  cfg = {"config": args.config, "overrides": rest, "batch_size": config.batch_size,
+         "compute_dtype": config.compute_dtype, "resolution": config.model.resolution}
+  common.record("train", cfg, row)
+  common.print_table([dict(config=args.config, device=common.device_name(), **row)],
+                     ["config", "device", "img_per_s", "img_per_s_pipeline", "pipeline_overhead_pct",
+                      "gflops_per_img", "mfu_pct"])
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,1 @@
+"""Pure loss functions: (arrays, frozen callables) -> scalar or dict of scalars."""

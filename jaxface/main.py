@@ -1,0 +1,39 @@
+"""Entry point: python -m jaxface.main --config FILE.py[:ARGS] --workdir DIR [--config.key=value ...]
+
+Picks the method named by config.trainer and runs the shared training loop; rerunning the same command resumes
+from the newest checkpoint in DIR. A mistake the user can fix prints `error: ...` and exits 2.
+"""
+
+import argparse
+import sys
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(prog="python -m jaxface.main", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--config", required=True, help="config file and optional :ARGS, e.g. configs/disco.py:ffhq256")
+  parser.add_argument("--workdir", required=True, help="where checkpoints, metrics, samples and eval results go")
+  return parser.parse_known_args(argv)
+
+
+def main(argv=None):
+  from jaxface.errors import cli
+  return cli(_main)(sys.argv[1:] if argv is None else argv)
+
+
+def _main(argv):
+  args, rest = parse_args(argv)
+  from jaxface import config as config_lib
+  overrides = config_lib.parse_overrides(rest)
+  import jax
+  jax.config.update("jax_threefry_partitionable", True)  # sharded RNG without cross-device traffic
+  from jaxface import parallel
+  parallel.maybe_initialize_distributed()
+  config = config_lib.build(args.config, overrides)
+  from jaxface.train import loop
+  loop.train(config, args.workdir)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

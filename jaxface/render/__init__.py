@@ -1,0 +1,1 @@
+"""Pure functions of arrays for differentiable face rendering (no Flax, no training)."""

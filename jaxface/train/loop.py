@@ -1,0 +1,163 @@
+"""The one training loop every method uses.
+
+A method is a module in jaxface/train/ with:
+  init_state(config, rng) -> state                pure; a plain dict pytree
+  train_step(config) -> step(state, batch, rng, phase) -> (state, metrics)
+                                                   pure; `phase` is static (e.g. which lazy regularizers run)
+  phase(config, step) -> hashable                  the static phase for the step about to run
+  make_data(config) -> iterator                    this host's slices of global batches, with get/set_state
+  samples(config) -> fn(state) -> images           fixed-latent sample grid, [N, H, W, 3] in [-1, 1]
+  evaluate(config, state, workdir) -> dict         optional; run at the end, written to workdir/eval/
+Everything else happens here, read top to bottom: mesh, state created already sharded, restore, jit with donated
+state, the step loop with metrics fetched one step late (the host never stalls the device), checkpoints,
+sample grids, preemption and the NaN/Inf halt.
+"""
+
+import functools
+import importlib
+import json
+import math
+import os
+
+import jax
+import numpy as np
+
+from jaxface import checkpoint as ckpt_lib
+from jaxface import config as config_lib
+from jaxface import metrics as metrics_lib
+from jaxface import parallel
+from jaxface.errors import UserError
+
+
+class TrainingHalted(UserError):
+  """Training stopped on a non-finite loss; the message names the step and the last good checkpoint."""
+
+
+def get_method(config):
+  try:
+    return importlib.import_module(f"jaxface.train.{config.trainer}")
+  except ModuleNotFoundError as e:
+    if e.name == f"jaxface.train.{config.trainer}":
+      raise UserError(f"config.trainer={config.trainer!r} names no method in jaxface/train/.") from None
+    raise
+
+
+def _with_shardings(abstract, shardings):
+  return jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+
+
+def _to_host_scalars(metrics):
+  return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def train(config, workdir):
+  """Trains `config` in `workdir`, resuming from its newest checkpoint. Returns the final state."""
+  method = get_method(config)
+  # ---------------------------------------------------------------------------------------------- mesh
+  mesh = parallel.make_mesh(config.mesh)
+  parallel.check_batch_size(config.batch_size, mesh)
+  total_steps = int(config.total_steps)
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config_lib.to_json(config))
+  writer = metrics_lib.Writer(workdir, config, total_steps, config.batch_size)
+  writer.log(f"devices: {jax.device_count()} ({jax.devices()[0].platform}), processes: {jax.process_count()}, "
+             f"mesh: {dict(mesh.shape)}")
+
+  # ---------------------------------------------------------------------------------------------- state
+  rng = jax.random.key(config.seed)
+  init_fn = functools.partial(method.init_state, config)
+  abstract = jax.eval_shape(init_fn, rng)
+  shardings = parallel.infer_shardings(abstract, mesh, config.sharding_rules, config.fsdp_min_size)
+  repl = parallel.replicated(mesh)
+
+  # ---------------------------------------------------------------------------------------------- data
+  data = method.make_data(config)
+
+  # ---------------------------------------------------------------------------------------------- restore or init
+  checkpointer = ckpt_lib.Checkpointer(workdir, config.ckpt.every_steps, config.ckpt.keep, config.ckpt.async_save)
+  first_step = checkpointer.latest_step()
+  if first_step is not None:
+    state, data_state, _ = checkpointer.restore(first_step, _with_shardings(abstract, shardings))
+    if data_state is not None:
+      data.set_state(data_state)
+    else:
+      writer.log(f"note: checkpoint {first_step} holds no data state for {jax.process_count()} process(es); the data "
+                 f"order restarts from its beginning (parameters resume exactly).")
+    writer.log(f"resumed from {checkpointer.directory}/{first_step}")
+  else:
+    first_step = 0
+    state = jax.jit(init_fn, out_shardings=shardings)(rng)
+
+  # ---------------------------------------------------------------------------------------------- compile
+  step_fn = jax.jit(method.train_step(config), donate_argnums=(0,), out_shardings=(shardings, repl),
+                    static_argnames=("phase",))
+  sample_fn = jax.jit(method.samples(config), out_shardings=repl)
+
+  def save(step):
+    checkpointer.save(step, state, data.get_state(), {"step": step, "processes": jax.process_count()})
+
+  def write_samples(step):
+    writer.images(step, "samples", metrics_lib.image_grid(np.asarray(jax.device_get(sample_fn(state)))))
+
+  # ---------------------------------------------------------------------------------------------- loop
+  preemption = ckpt_lib.Preemption().install()
+  pending = None  # (step, metrics on device): fetched after the next step is dispatched
+  last_saved = first_step if first_step else None
+
+  def resolve(pending):
+    step, metrics = pending
+    values = _to_host_scalars(metrics)
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad and config.halt_on_nonfinite:
+      good = checkpointer.latest_step()
+      where = f"{checkpointer.directory}/{good}" if good is not None else "none (no checkpoint was saved yet)"
+      raise TrainingHalted(f"non-finite {', '.join(bad)} at step {step}; training halted before saving that state. "
+                           f"Last good checkpoint: {where}. Lower the learning rate or check the data, then rerun "
+                           f"the same command to resume from it.")
+    stats = getattr(data, "stats", None) or {}
+    values.update({f"data_{k}": float(v) for k, v in stats.items()})
+    if step % config.log.every_steps == 0 or step == total_steps:
+      writer.write(step, values)
+    if step == first_step + 1:
+      writer.start_timer(step)  # throughput and ETA exclude compilation
+    return values
+
+  try:
+    with jax.set_mesh(mesh):
+      for step in range(first_step + 1, total_steps + 1):
+        with jax.profiler.StepTraceAnnotation("train", step_num=step):
+          batch = parallel.to_global(next(data), mesh)
+          state, metrics = step_fn(state, batch, rng, phase=method.phase(config, step))
+        if pending is not None:
+          resolve(pending)
+        pending = (step, metrics)
+        if checkpointer.should_save(step) or step == total_steps or preemption.reached(step):
+          resolve(pending)  # never save a state whose own step was non-finite
+          pending = None
+          save(step)
+          last_saved = step
+          if step != total_steps and preemption.reached(step):
+            checkpointer.wait()
+            writer.log(f"preempted: saved checkpoint at step {step}; rerun the same command to resume.")
+            return state
+        if step % config.log.samples_every_steps == 0 or step == total_steps:
+          write_samples(step)
+      if pending is not None:
+        resolve(pending)
+      if last_saved != total_steps and total_steps > first_step:
+        save(total_steps)
+      checkpointer.wait()
+      if hasattr(method, "evaluate"):
+        results = method.evaluate(config, state, workdir)
+        if results and jax.process_index() == 0:
+          os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+          with open(os.path.join(workdir, "eval", f"step_{total_steps}.json"), "w") as f:
+            json.dump(results, f, indent=2)
+      writer.log(f"done: {total_steps} steps; checkpoints in {checkpointer.directory}")
+    return state
+  finally:
+    preemption.uninstall()
+    checkpointer.close()
+    writer.close()

@@ -1,0 +1,33 @@
+"""Test setup: 8 simulated CPU devices and XLA:CPU flags, set before JAX initializes.
+
+Every test sees `jax.devices()` == 8 CPU devices, so sharded code paths run on a laptop/CI.
+YNNPACK fusions are disabled because jax 0.10's XLA:CPU miscompiles some of them (wrong numbers in
+ported conv nets); see ../shared/research/offline_assets.md.
+"""
+
+import os
+
+_FLAGS = ("--xla_force_host_platform_device_count=8", "--xla_cpu_experimental_ynn_fusion_type=")
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", "")] + [f for f in _FLAGS if f not in os.environ.get("XLA_FLAGS", "")]
+).strip()
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+# Many tests compile the same tiny programs (often in subprocesses): share compiled executables between them.
+_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_ROOT, ".cache", "jax-compile-test"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# Keep tests off the user's real asset cache unless a test asks for it explicitly.
+os.environ.setdefault("JAXFACE_CACHE", os.path.join(_ROOT, ".cache", "jaxface-test"))
+
+import jax  # noqa: E402  (after the flags)
+
+jax.config.update("jax_threefry_partitionable", True)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def rng():
+  return jax.random.key(0)
