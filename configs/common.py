@@ -85,3 +85,27 @@ def run_blocks(config):
   ))
   config.halt_on_nonfinite = True  # stop at the first NaN/Inf loss, naming the step and the last good checkpoint
   return config
+
+
+def data_block(resolution, kind="synthetic"):
+  """The data group every method shares. The default is the built-in synthetic face world, rendered on the
+  device inside the training step from per-sample factors (no files needed)."""
+  return ml_collections.ConfigDict(dict(
+      kind=kind,  # synthetic (built-in face world) | folder | arrayrecord | tfds | generated (procedural blobs)
+      path="",  # image folder, ArrayRecord folder/glob, or TFDS data_dir
+      tfds_name="",  # TFDS dataset name when kind=tfds
+      split="train",  # TFDS split
+      resolution=resolution,  # images are center-cropped and resized (or rendered) at this size
+      max_bad_fraction=0.01,  # corrupt images are skipped and counted; above this fraction training stops
+      worker_count=0,  # grain worker processes decoding images (0 = threads in the training process)
+      prefetch=2,  # batches prefetched per worker
+      # The synthetic world (kind=synthetic); changing any of these changes every sample.
+      num_identities=10_000,  # size of the identity pool
+      max_yaw=45.0,  # degrees, uniform pose range
+      max_pitch=20.0,  # degrees
+      max_roll=10.0,  # degrees
+      glasses_prob=0.2,  # fraction of identities wearing glasses
+      level=1,  # mp468 mesh subdivision level used for rendering (0, 1, 2)
+      focal=800.0,  # focal length in pixels at 256x256
+      size=1_000_000,  # epoch length (indices wrap around)
+  ))

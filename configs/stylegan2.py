@@ -1,7 +1,7 @@
 r"""StyleGAN2 (config F) baseline on the jaxface stack.
 
 Presets (the string after the colon):
-  tiny      CPU, 32x32, small widths, seconds per step on a laptop; trains on the data the stack ships.
+  tiny      CPU, 32x32, small widths, seconds per step on a laptop; trains on the built-in synthetic face world.
               python -m jaxface.main --config configs/stylegan2.py:tiny --workdir workdirs/sg2_tiny
             Expected: a few hundred steps in minutes on 2 CPU cores; blurry blobs turning into coherent shapes.
   paper256  StyleGAN2-ADA's `paper256` recipe (256x256, batch 64, channel_base 16384, lr 0.0025, gamma 1,
@@ -44,16 +44,7 @@ def get_config(arg=""):
     config.log.every_steps = 100
     config.log.samples_every_steps = 2000
 
-  config.data = ml_collections.ConfigDict(dict(
-      kind="generated",  # folder | arrayrecord | tfds | generated (built-in procedural images) | synthetic
-      path="",  # image folder, ArrayRecord folder/glob, or TFDS data_dir
-      tfds_name="",  # TFDS dataset name when kind=tfds
-      split="train",  # TFDS split
-      resolution=res,  # images are center-cropped and resized to this size
-      max_bad_fraction=0.01,  # corrupt images are skipped and counted; above this fraction training stops
-      worker_count=0,  # grain worker processes decoding images (0 = in the training process)
-      prefetch=2,  # batches prefetched per worker
-  ))
+  config.data = common.data_block(res)
 
   config.model = ml_collections.ConfigDict(dict(
       resolution=res,  # output resolution (power of two)

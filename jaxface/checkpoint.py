@@ -83,19 +83,26 @@ class Preemption:
     return self._flag.is_set()
 
 
-def _shapes(tree):
-  return jax.tree_util.tree_map(lambda x: (tuple(x.shape), str(x.dtype)), tree)
+def _flat_shapes(tree):
+  """{'a/b/0/c': (shape, dtype)} for any tree of arrays, ShapeDtypeStructs or Orbax array metadata.
+
+  Paths are normalised to plain names so a namedtuple field and the dict key Orbax stores it under compare equal.
+  """
+  is_leaf = lambda x: hasattr(x, "shape") and hasattr(x, "dtype")
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]:
+    if not is_leaf(leaf):
+      continue
+    name = "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+    out[name] = (tuple(leaf.shape), str(np.dtype(leaf.dtype)))
+  return out
 
 
 def _describe_mismatch(expected, found):
-  """Human-readable list of the first few differences between two {path: (shape, dtype)} dicts."""
-  exp = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(
-      expected, is_leaf=lambda x: isinstance(x, tuple))}
-  got = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(
-      found, is_leaf=lambda x: isinstance(x, tuple))}
+  """Human-readable lines for the differences between two {path: (shape, dtype)} dicts."""
   lines = []
-  for key in sorted(set(exp) | set(got)):
-    a, b = exp.get(key), got.get(key)
+  for key in sorted(set(expected) | set(found)):
+    a, b = expected.get(key), found.get(key)
     if a != b:
       lines.append(f"  {key}: run expects {a or 'nothing'}, checkpoint has {b or 'nothing'}")
   return lines
@@ -109,8 +116,9 @@ class Checkpointer:
     self.every_steps = every_steps
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
-    self.manager = ocp.CheckpointManager(
-        self.directory, item_names=("state", "data", "meta"), options=options)
+    handlers = {"state": ocp.StandardCheckpointHandler(), "data": DataStateHandler(),
+                "meta": ocp.JsonCheckpointHandler()}
+    self.manager = ocp.CheckpointManager(self.directory, item_handlers=handlers, options=options)
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -138,11 +146,9 @@ class Checkpointer:
     except Exception as e:  # unreadable metadata: report, never overwrite
       raise CheckpointError(f"checkpoint {self.directory}/{step} cannot be read ({e}). Move it away or use "
                             f"another --workdir.") from None
-    found_shapes = jax.tree_util.tree_map(lambda m: (tuple(m.shape), str(np.dtype(m.dtype))), found)
-    expected = _shapes(abstract_state)
-    if jax.tree_util.tree_structure(found_shapes, is_leaf=lambda x: isinstance(x, tuple)) != \
-        jax.tree_util.tree_structure(expected, is_leaf=lambda x: isinstance(x, tuple)) or \
-        found_shapes != expected:
+    found_shapes = _flat_shapes(found)
+    expected = _flat_shapes(abstract_state)
+    if found_shapes != expected:
       diff = _describe_mismatch(expected, found_shapes)
       shown = "\n".join(diff[:8]) + (f"\n  ... and {len(diff) - 8} more" if len(diff) > 8 else "")
       raise CheckpointError(

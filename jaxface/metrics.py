@@ -103,7 +103,7 @@ class Writer:
       return
     self._jsonl.close()
     if self._wandb is not None:
-      self._wandb.finish(quiet=True)
+      self._wandb.finish()
 
 
 def _run_id(workdir):

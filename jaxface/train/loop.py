@@ -6,7 +6,7 @@ A method is a module in jaxface/train/ with:
                                                    pure; `phase` is static (e.g. which lazy regularizers run)
   phase(config, step) -> hashable                  the static phase for the step about to run
   make_data(config) -> iterator                    this host's slices of global batches, with get/set_state
-  samples(config) -> fn(state) -> images           fixed-latent sample grid, [N, H, W, 3] in [-1, 1]
+  samples(config) -> fn(state) -> images           optional; a grid at fixed inputs, [N, H, W, 3] in [-1, 1]
   evaluate(config, state, workdir) -> dict         optional; run at the end, written to workdir/eval/
 Everything else happens here, read top to bottom: mesh, state created already sharded, restore, jit with donated
 state, the step loop with metrics fetched one step late (the host never stalls the device), checkpoints,
@@ -81,7 +81,10 @@ def train(config, workdir):
   if first_step is not None:
     state, data_state, _ = checkpointer.restore(first_step, _with_shardings(abstract, shardings))
     if data_state is not None:
-      data.set_state(data_state)
+      try:
+        data.set_state(data_state)
+      except UserError as e:  # the data settings changed since the save: parameters still resume exactly
+        writer.log(f"note: the saved data position does not fit this run's data ({e}); the data order restarts.")
     else:
       writer.log(f"note: checkpoint {first_step} holds no data state for {jax.process_count()} process(es); the data "
                  f"order restarts from its beginning (parameters resume exactly).")
@@ -93,12 +96,14 @@ def train(config, workdir):
   # ---------------------------------------------------------------------------------------------- compile
   step_fn = jax.jit(method.train_step(config), donate_argnums=(0,), out_shardings=(shardings, repl),
                     static_argnames=("phase",))
-  sample_fn = jax.jit(method.samples(config), out_shardings=repl)
+  sample_fn = jax.jit(method.samples(config), out_shardings=repl) if hasattr(method, "samples") else None
 
   def save(step):
     checkpointer.save(step, state, data.get_state(), {"step": step, "processes": jax.process_count()})
 
   def write_samples(step):
+    if sample_fn is None:
+      return
     writer.images(step, "samples", metrics_lib.image_grid(np.asarray(jax.device_get(sample_fn(state)))))
 
   # ---------------------------------------------------------------------------------------------- loop

@@ -15,6 +15,7 @@ import optax
 
 from jaxface.errors import ConfigError
 from jaxface.losses import adversarial
+from jaxface.train.common import real_images
 from jaxface.models import stylegan2 as sg2
 
 
@@ -117,7 +118,7 @@ def train_step(config):
     do_pl, do_r1 = phase
     rng = jax.random.fold_in(rng, state["step"])
     k_gmain, k_greg, k_dmain, k_pl = jax.random.split(rng, 4)
-    reals = batch["image"].astype(jnp.float32) / 127.5 - 1.0
+    reals = real_images(config, batch)
     metrics = {}
     g, d = state["G"], state["D"]
 

@@ -14,6 +14,7 @@ TINY_OVERRIDES = [
     "--config.log.samples_every_steps=3", "--config.log.num_samples=4", "--config.loss.pl_interval=2",
     "--config.loss.r1_interval=2", "--config.model.channel_max=16", "--config.model.z_dim=16",
     "--config.model.w_dim=16", "--config.ckpt.async_save=false", "--config.wandb.mode=disabled",
+    "--config.data.kind=generated",  # procedural images: keeps the stack tests about the stack
 ]
 
 
@@ -22,8 +23,16 @@ def main_cmd(workdir, *overrides, config=TINY):
           *overrides]
 
 
-def env():
+def env(devices=2):
+  """Subprocess environment: `devices` simulated CPU devices and a cheap XLA:CPU backend optimization level.
+
+  The tiny StyleGAN2 step (with double-backward R1 and path length) spends far longer compiling than running;
+  LLVM opt level 0 halves compilation. Runs that share a program hit the persistent compilation cache.
+  """
   e = dict(os.environ)
+  flags = [f for f in e.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
+  e["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}",
+                                     "--xla_backend_optimization_level=0"])
   e["PYTHONUNBUFFERED"] = "1"
   e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
   return e

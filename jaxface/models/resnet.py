@@ -1,0 +1,100 @@
+"""ResNet backbones (torchvision layout) shared by R-Net, the identity net and the parser.
+
+torchvision v1.5 layout: 7x7/2 stem + 3x3/2 max-pool, then four stages of basic (ResNet-18/34) or
+bottleneck (ResNet-50/101, stride on the 3x3) blocks with a 1x1-conv + BN shortcut where the shape
+changes. BatchNorm uses torch's eps 1e-5 and momentum 0.1 (Flax momentum 0.9), so converted torch
+weights (params + batch_stats) reproduce torch's eval-mode outputs, and training works the same way.
+Parameters are float32; activations run in `dtype`.
+"""
+
+import functools
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+STAGES = {18: ((2, 2, 2, 2), "basic"), 34: ((3, 4, 6, 3), "basic"), 50: ((3, 4, 6, 3), "bottleneck"),
+          101: ((3, 4, 23, 3), "bottleneck")}
+
+
+class Block(nn.Module):
+  features: int
+  stride: int
+  bottleneck: bool
+  train: bool = False
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32)
+    norm = functools.partial(nn.BatchNorm, use_running_average=not self.train, momentum=0.9, epsilon=1e-5,
+                             dtype=self.dtype, param_dtype=jnp.float32)
+    s = (self.stride, self.stride)
+    if self.bottleneck:
+      y = nn.relu(norm(name="bn1")(conv(self.features, (1, 1), name="conv1")(x)))
+      y = nn.relu(norm(name="bn2")(conv(self.features, (3, 3), s, [(1, 1), (1, 1)], name="conv2")(y)))
+      y = norm(name="bn3")(conv(self.features * 4, (1, 1), name="conv3")(y))
+    else:
+      y = nn.relu(norm(name="bn1")(conv(self.features, (3, 3), s, [(1, 1), (1, 1)], name="conv1")(x)))
+      y = norm(name="bn2")(conv(self.features, (3, 3), padding=[(1, 1), (1, 1)], name="conv2")(y))
+    if x.shape[-1] != y.shape[-1] or self.stride != 1:
+      x = norm(name="downsample_bn")(conv(y.shape[-1], (1, 1), s, name="downsample_conv")(x))
+    return nn.relu(y + x)
+
+
+class ResNet(nn.Module):
+  """(N, H, W, 3) -> (N, C) globally average-pooled features (C = 512 basic / 2048 bottleneck)."""
+  depth: int = 50
+  train: bool = False
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    sizes, kind = STAGES[self.depth]
+    x = nn.Conv(64, (7, 7), (2, 2), [(3, 3), (3, 3)], use_bias=False, dtype=self.dtype,
+                param_dtype=jnp.float32, name="conv1")(x.astype(self.dtype))
+    x = nn.BatchNorm(use_running_average=not self.train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
+                     param_dtype=jnp.float32, name="bn1")(x)
+    x = nn.max_pool(nn.relu(x), (3, 3), (2, 2), [(1, 1), (1, 1)])
+    for i, n in enumerate(sizes):
+      for j in range(n):
+        x = Block(64 * 2 ** i, 2 if (j == 0 and i > 0) else 1, kind == "bottleneck", self.train, self.dtype,
+                  name=f"layer{i + 1}_{j}")(x)
+    return x.astype(jnp.float32).mean((1, 2))
+
+
+def convert_torch(sd, prefix=""):
+  """torchvision-style ResNet state dict -> {'params': ..., 'batch_stats': ...} nested numpy trees."""
+  params, stats = {}, {}
+
+  def put(tree, path, leaf, v):
+    node = tree
+    for p in path:
+      node = node.setdefault(p, {})
+    node[leaf] = v
+
+  for k, v in sd.items():
+    if not k.startswith(prefix):
+      continue
+    parts = k[len(prefix):].split(".")
+    if parts[0] == "fc":
+      continue
+    if parts[0].startswith("layer"):  # layer1.0.downsample.1.weight -> layer1_0/downsample_bn
+      mods = [f"{parts[0]}_{parts[1]}"]
+      rest = parts[2:]
+      if rest[0] == "downsample":
+        rest = ["downsample_conv" if rest[1] == "0" else "downsample_bn"] + rest[2:]
+      mods += rest[:-1]
+    else:
+      mods = parts[:-1]
+    leaf = parts[-1]
+    is_bn = mods[-1].startswith("bn") or mods[-1] == "downsample_bn"
+    if leaf == "num_batches_tracked":
+      continue
+    if is_bn:
+      if leaf in ("running_mean", "running_var"):
+        put(stats, mods, "mean" if leaf == "running_mean" else "var", v.astype("float32"))
+      else:
+        put(params, mods, "scale" if leaf == "weight" else "bias", v.astype("float32"))
+    else:
+      put(params, mods, "kernel", v.astype("float32").transpose(2, 3, 1, 0))
+  return {"params": params, "batch_stats": stats}

@@ -1,0 +1,16 @@
+"""Small pieces several methods share."""
+
+import jax.numpy as jnp
+
+
+def real_images(config, batch):
+  """A batch's real images as float32 in [-1, 1], [B, R, R, 3].
+
+  Decoded datasets deliver uint8 images; the synthetic world delivers per-sample factors that are rendered here,
+  inside the jitted step, on the device that holds the batch shard (a pure function: no communication).
+  """
+  if "image" in batch:
+    return batch["image"].astype(jnp.float32) / 127.5 - 1.0
+  from jaxface.data import synthetic
+  rendered = synthetic.render_batch(batch, config.data.resolution, config.data)
+  return rendered["image"].astype(jnp.float32) * 2.0 - 1.0
