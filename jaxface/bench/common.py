@@ -70,10 +70,10 @@ def time_fn(fn, *args, warmup=2, iters=10, min_time=0.0):
   return float(np.median(times))
 
 
-def flops_of(jitted_fn, *args):
+def flops_of(jitted_fn, *args, **kwargs):
   """Model FLOPs of one call from XLA's cost analysis of the compiled function (None if unknown)."""
   try:
-    cost = jitted_fn.lower(*args).compile().cost_analysis()
+    cost = jitted_fn.lower(*args, **kwargs).compile().cost_analysis()
   except Exception:  # cost analysis is best-effort on some backends
     return None
   if isinstance(cost, (list, tuple)):
