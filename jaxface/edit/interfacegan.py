@@ -1,0 +1,382 @@
+"""InterFaceGAN's editing core (Shen et al., CVPR 2020): boundaries, conditional projection, interpolation.
+
+Everything here is host-side numpy on small arrays: latent codes [N, d] and their attribute scores [N, 1].
+The procedure is the original's (genforce/interfacegan `utils/manipulator.py`), restated from its maths:
+
+  train_boundary     sort by score; the top and bottom `chosen` codes (a ratio of N, or a count, capped at N // 2)
+                     are positives / negatives, each split 70/30 into train / validation; the middle codes are the
+                     "remaining" set, labelled by the midpoint (max + min) / 2 of the scores. A linear C-SVM
+                     (C = 1, hinge loss, unregularised intercept: libsvm's SVC(kernel="linear")) is fitted on the
+                     train split; the boundary is its weight vector scaled to unit norm, shape (1, d), float32,
+                     and the intercept is DROPPED: the hyperplane passes through the origin.
+  project_boundary   conditional editing: remove from the primal normal its component in the span of the
+                     condition normals (closed forms for 1 and 2 conditions, a linear solve for >= 3).
+  linear_interpolate (1, d) codes (Z, W): outputs at ABSOLUTE signed distances linspace(start, end, steps) from the
+                     hyperplane; (1, L, d) codes (W+): RELATIVE offsets, the same on every layer. The asymmetry is
+                     the original's, kept on purpose (edit.py users rely on it).
+
+Deviations, all documented where they happen: the SVM is an exact SMO solver of the same dual problem libsvm solves
+(same working-set rule and stopping tolerance), so scikit-learn is not a runtime dependency (`solver="sklearn"`
+uses it when installed); shuffles take an explicit seed (the original's np.random is unseeded); `invalid_value`
+drops whole rows (the original's masking only works for d = 1); and the optional `center` mode for W (issue #96).
+
+Centred mode: W codes have mean w_avg != 0, so a hyperplane through the origin makes "distance 3" meaningless in W.
+Because the SVM intercept is not regularised, translating the codes leaves the fitted normal unchanged (the tests
+check this); what `center` changes is where distance 0 lies: `info["offset"] = n . center`, and
+`linear_interpolate(..., offset=info["offset"])` measures distances from the plane through the centre.
+"""
+
+import numpy as np
+
+from jaxface.errors import UserError
+
+SPACES = ("z", "w", "wp")  # the original's names: Z, W (pre-truncation), W+ (per-layer, post-truncation)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Latents
+
+def renormalize_z(z):
+  """Projects Z codes onto the sphere of radius sqrt(d), as the original's preprocess does before synthesis and
+  before boundaries are fitted (the generator only sees the direction of z: its mapping normalises it)."""
+  z = np.asarray(z, np.float32)
+  norm = np.linalg.norm(z, axis=-1, keepdims=True)
+  return (z / np.maximum(norm, 1e-12) * np.sqrt(z.shape[-1])).astype(np.float32)
+
+
+def sample_z(seed, num, dim):
+  """`num` Z codes ~ N(0, I_dim), renormalised to radius sqrt(dim). JAX's counter-based PRNG, so a seed gives the
+  same codes on every machine."""
+  import jax
+  z = np.asarray(jax.random.normal(jax.random.key(seed), (int(num), int(dim)), np.float32))
+  return renormalize_z(z)
+
+
+def check_codes(codes, space, dim, num_ws=None, what="latent codes"):
+  """Validates user-supplied codes for `space` and returns them as float32 ([N, d] for z/w, [N, L, d] for wp)."""
+  space = parse_space(space)
+  codes = np.asarray(codes)
+  if not np.issubdtype(codes.dtype, np.number):
+    raise UserError(f"{what}: expected a numeric array, got dtype {codes.dtype}")
+  want = f"[N, {dim}]" if space != "wp" else f"[N, {num_ws}, {dim}]"
+  if space in ("z", "w") and codes.ndim == 1 and codes.shape[0] == dim:
+    codes = codes[None]
+  ok = (codes.ndim == 2 and codes.shape[1] == dim) if space != "wp" else (
+      codes.ndim == 3 and codes.shape[1:] == (num_ws, dim))
+  if not ok:
+    raise UserError(f"{what} have shape {codes.shape}, but this generator's {space.upper()} space needs {want}. "
+                    f"Use codes saved by generate_data for the same workdir and --latent_space_type {space}.")
+  if not np.all(np.isfinite(codes)):
+    raise UserError(f"{what} contain NaN or Inf values; regenerate them with generate_data.")
+  codes = codes.astype(np.float32)
+  return renormalize_z(codes) if space == "z" else codes
+
+
+def parse_space(space):
+  s = str(space).lower().replace("+", "p")
+  if s not in SPACES:
+    raise UserError(f"unknown latent space {space!r}; use one of z, w, wp (W+).")
+  return s
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The linear SVM: libsvm's C-SVC dual, solved exactly by SMO with second-order working-set selection
+
+def fit_linear_svm(x, y, C=1.0, tol=1e-3, max_iter=None, cache_bytes=1 << 30):
+  """Soft-margin linear SVM: min_w,b 1/2 |w|^2 + C sum_i max(0, 1 - y_i (w.x_i + b)), b not regularised.
+
+  Solves the dual  min_a 1/2 a'Qa - 1'a,  0 <= a <= C,  y'a = 0,  Q_ij = y_i y_j x_i.x_j  by SMO with the
+  working-set rule of Fan, Chen & Lin (JMLR 2005) that libsvm uses, stopping when the maximal KKT violation
+  m(a) - M(a) < tol (libsvm's eps = 1e-3). Like libsvm it keeps the dual gradient G = Qa - 1 up to date with two
+  kernel rows per step; the rows come from the whole Gram matrix X X' when it fits in `cache_bytes` (float64, else
+  float32), otherwise from two [n, d] mat-vecs. w = sum_i a_i y_i x_i at the end.
+
+  x: [n, d]; y: [n] in {-1, +1}. Returns (w [d] float64, b float, info dict(iterations, converged, max_violation)).
+  """
+  x = np.asarray(x, np.float64)
+  y = np.where(np.asarray(y) > 0, 1.0, -1.0)
+  n = x.shape[0]
+  if not (np.any(y > 0) and np.any(y < 0)):
+    raise UserError("the SVM needs both positive and negative samples; check the scores and chosen_num_or_ratio.")
+  max_iter = max_iter or max(10_000_000, 100 * n)
+  gram = None
+  if n * n * 8 <= cache_bytes:
+    gram = x @ x.T
+  elif n * n * 4 <= cache_bytes:
+    gram = (x @ x.T).astype(np.float32)
+  row = (lambda t: gram[t]) if gram is not None else (lambda t: x @ x[t])
+  alpha = np.zeros(n)
+  grad = -np.ones(n)  # G = Q a - 1 at a = 0
+  sq = np.einsum("nd,nd->n", x, x)
+  pos, neg = y > 0, y < 0
+  violation, it, converged = np.inf, 0, False
+  for it in range(max_iter):
+    yg = -y * grad  # -y_t G_t
+    at_lo, at_hi = alpha <= 0.0, alpha >= C
+    up = (pos & ~at_hi) | (neg & ~at_lo)
+    low = (pos & ~at_lo) | (neg & ~at_hi)
+    m_all = np.where(up, yg, -np.inf)
+    i = int(np.argmax(m_all))
+    m = m_all[i]
+    big_m = np.min(np.where(low, yg, np.inf))
+    violation = m - big_m
+    if violation < tol:
+      converged = True
+      break
+    k_i = row(i)
+    b_it = m - yg  # > 0 exactly for the violating partners of i
+    a_it = sq[i] + sq - 2.0 * k_i
+    a_it = np.where(a_it > 0, a_it, 1e-12)  # libsvm's TAU for (near-)duplicate points
+    cand = low & (b_it > 0)
+    j = int(np.argmin(np.where(cand, -(b_it * b_it) / a_it, np.inf)))
+    # Move a by s (y_i e_i - y_j e_j), which keeps y'a = 0: the dual changes by -b_ij s + 1/2 a_ij s^2, minimised at
+    # s = b_ij / a_ij, clipped so that both multipliers stay in [0, C].
+    step = b_it[j] / a_it[j]
+    room_i = C - alpha[i] if y[i] > 0 else alpha[i]
+    room_j = alpha[j] if y[j] > 0 else C - alpha[j]
+    step = min(step, room_i, room_j)
+    alpha[i] += y[i] * step
+    alpha[j] -= y[j] * step
+    # Snap to the box exactly so the I_up / I_low sets stay exact.
+    for t, room in ((i, room_i), (j, room_j)):
+      if step == room:
+        alpha[t] = C if alpha[t] > C / 2 else 0.0
+    grad += step * y * (k_i - row(j))
+  w = (alpha * y) @ x
+  # Intercept from the KKT conditions: y_t G_t = rho on free vectors; otherwise the midpoint of its feasible interval.
+  yg = y * (y * (x @ w) - 1.0)
+  free = (alpha > 0) & (alpha < C)
+  if np.any(free):
+    rho = float(np.mean(yg[free]))
+  else:
+    ub_set = (pos & (alpha <= 0)) | (neg & (alpha >= C))
+    lb_set = (neg & (alpha <= 0)) | (pos & (alpha >= C))
+    ub = np.min(yg[ub_set]) if np.any(ub_set) else np.inf
+    lb = np.max(yg[lb_set]) if np.any(lb_set) else -np.inf
+    rho = float((ub + lb) / 2) if np.isfinite(ub) and np.isfinite(lb) else float(ub if np.isfinite(ub) else lb)
+  return w, -rho, {"iterations": it + 1, "converged": converged, "max_violation": float(violation)}
+
+
+def _fit_sklearn(x, y):
+  try:
+    from sklearn import svm
+  except ImportError:
+    raise UserError("solver='sklearn' needs scikit-learn (pip install scikit-learn); or use the built-in "
+                    "solver='smo', which solves the same problem.") from None
+  clf = svm.SVC(kernel="linear").fit(x, (np.asarray(y) > 0).astype(np.int64))
+  return clf.coef_.reshape(-1).astype(np.float64), float(clf.intercept_[0]), {"iterations": int(clf.n_iter_[0]),
+                                                                              "converged": True}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Boundaries
+
+def select_samples(scores, chosen_num_or_ratio=0.02, split_ratio=0.7, seed=0):
+  """The original's sample selection, as indices into `scores` ([N, 1] or [N]).
+
+  Returns dict(pos_train, pos_val, neg_train, neg_val, remaining, remaining_labels, chosen_num, threshold).
+  """
+  s = np.asarray(scores, np.float64).reshape(-1)
+  n = s.shape[0]
+  if chosen_num_or_ratio <= 0:
+    raise UserError(f"chosen_num_or_ratio must be positive, got {chosen_num_or_ratio}")
+  if not 0 < split_ratio <= 1:
+    raise UserError(f"split_ratio must lie in (0, 1], got {split_ratio}")
+  order = np.argsort(s, kind="stable")[::-1]  # descending
+  chosen = int(n * chosen_num_or_ratio) if chosen_num_or_ratio <= 1 else int(chosen_num_or_ratio)
+  chosen = min(chosen, n // 2)
+  train_num = int(chosen * split_ratio)
+  if train_num < 1:
+    raise UserError(f"{n} samples with chosen_num_or_ratio={chosen_num_or_ratio} and split_ratio={split_ratio} leave "
+                    f"no training sample per class; generate more samples or raise the ratio.")
+  rng = np.random.default_rng(seed)
+  top, bottom = order[:chosen], order[n - chosen:]
+  p, q = rng.permutation(chosen), rng.permutation(chosen)
+  middle = order[chosen:n - chosen]
+  threshold = (s[order[0]] + s[order[-1]]) / 2  # midpoint of max and min, as the original (not 0, not the median)
+  return dict(pos_train=top[p[:train_num]], pos_val=top[p[train_num:]], neg_train=bottom[q[:train_num]],
+              neg_val=bottom[q[train_num:]], remaining=middle, remaining_labels=(s[middle] >= threshold),
+              chosen_num=chosen, threshold=float(threshold))
+
+
+def train_boundary(latent_codes, scores, chosen_num_or_ratio=0.02, split_ratio=0.7, invalid_value=None, *,
+                   seed=0, center=None, solver="smo", C=1.0, tol=1e-3, return_info=False):
+  """Fits the boundary of one attribute. latent_codes [N, d] (or [N, L, d], flattened: one W+ boundary over all
+  layers, issue #38); scores [N, 1]. Returns the unit normal (1, d) float32, and with return_info=True also a
+  dict with the split sizes, validation and remaining accuracies (intercept included, like the original's
+  `classifier.predict`), the SVM intercept and `offset` (n . center, 0 without `center`).
+
+  center: None (the original: plane through the origin), "mean" (the mean of the codes) or a [d] vector (e.g.
+  the generator's w_avg); see the module docstring.
+  """
+  codes = np.asarray(latent_codes)
+  scores = np.asarray(scores)
+  if codes.ndim not in (2, 3) or codes.shape[0] == 0:
+    raise UserError(f"latent codes must have shape [N, d] (or [N, L, d] for W+), got {codes.shape}")
+  n = codes.shape[0]
+  codes = codes.reshape(n, -1).astype(np.float64)
+  if scores.ndim != 2 or scores.shape != (n, 1):
+    raise UserError(f"scores must have shape [N, 1] = [{n}, 1] to match the {n} latent codes, got {scores.shape}. "
+                    f"Save one attribute's scores per file (generate_data writes <attribute>_scores.npy).")
+  if not (np.all(np.isfinite(codes)) and np.all(np.isfinite(scores.astype(np.float64)))):
+    raise UserError("latent codes or scores contain NaN/Inf; regenerate them (or mark them with --invalid_value).")
+  if invalid_value is not None:
+    keep = scores[:, 0] != invalid_value
+    codes, scores = codes[keep], scores[keep]
+  d = codes.shape[1]
+  sel = select_samples(scores, chosen_num_or_ratio, split_ratio, seed)
+  if center is None:
+    c = np.zeros(d)
+  elif isinstance(center, str) and center == "mean":
+    c = codes.mean(0)
+  else:
+    c = np.asarray(center, np.float64).reshape(-1)
+    if c.shape != (d,):
+      raise UserError(f"center has {c.size} values but the latent codes have {d} dimensions")
+  x = codes - c
+  train_x = x[np.concatenate([sel["pos_train"], sel["neg_train"]])]
+  train_y = np.concatenate([np.ones(len(sel["pos_train"])), -np.ones(len(sel["neg_train"]))])
+  if solver == "smo":
+    w, b, fit = fit_linear_svm(train_x, train_y, C=C, tol=tol)
+  elif solver == "sklearn":
+    w, b, fit = _fit_sklearn(train_x, train_y)
+  else:
+    raise UserError(f"unknown solver {solver!r}; use 'smo' (built in) or 'sklearn'.")
+  norm = np.linalg.norm(w)
+  if not norm > 0:
+    raise UserError("the SVM found no direction (all weights zero): the positive and negative codes are identical; "
+                    "check that the scores vary across samples.")
+  boundary = (w / norm).reshape(1, d).astype(np.float32)
+  boundary = boundary / np.linalg.norm(boundary)
+  if not return_info:
+    return boundary
+
+  def accuracy(idx, labels):
+    if len(idx) == 0:
+      return None
+    return float(np.mean(((x[idx] @ w + b) > 0) == labels))
+
+  val_idx = np.concatenate([sel["pos_val"], sel["neg_val"]])
+  val_labels = np.concatenate([np.ones(len(sel["pos_val"]), bool), np.zeros(len(sel["neg_val"]), bool)])
+  info = dict(num_samples=int(codes.shape[0]), chosen_num=sel["chosen_num"], train_num=len(sel["pos_train"]),
+              val_num=len(sel["pos_val"]), remaining_num=len(sel["remaining"]),
+              remaining_positive=int(sel["remaining_labels"].sum()), threshold=sel["threshold"],
+              val_accuracy=accuracy(val_idx, val_labels),
+              remaining_accuracy=accuracy(sel["remaining"], sel["remaining_labels"]),
+              intercept=float(b / norm), offset=float(boundary[0].astype(np.float64) @ c), solver=solver, **fit)
+  return boundary, info
+
+
+def check_boundary(b, name, dim=None):
+  b = np.asarray(b, np.float64)
+  if b.ndim != 2 or b.shape[0] != 1 or (dim is not None and b.shape[1] != dim):
+    want = f"(1, {dim})" if dim is not None else "(1, d)"
+    raise UserError(f"{name} has shape {b.shape}; boundaries are unit normals of shape {want}, as train_boundary "
+                    f"saves them (boundary.npy).")
+  norm = np.linalg.norm(b)
+  if not np.isfinite(norm) or norm == 0:
+    raise UserError(f"{name} is zero or not finite; retrain it with train_boundary.")
+  if abs(norm - 1) > 1e-3:
+    raise UserError(f"{name} has norm {norm:.4f}; boundaries must be unit normals (as train_boundary saves them).")
+  return b
+
+
+def project_boundary(primal, *conditions):
+  """The primal normal with its component in span(conditions) removed, renormalised: editing along it leaves the
+  condition attributes' distances unchanged. All inputs (1, d) unit normals; returns (1, d) float64.
+
+  1 condition: n - (n.c) c. 2 conditions: the original's closed form (issue #28), including its 1e-8 stabiliser
+  in the denominators. >= 3: the least-squares coefficients x from (C C') x = C n' (PR #73), n - x'C.
+  """
+  primal = check_boundary(primal, "primal boundary")
+  conds = [check_boundary(c, f"condition boundary {k + 1}", primal.shape[1]) for k, c in enumerate(conditions)]
+  if not conds:
+    return primal
+  if len(conds) == 1:
+    (c,) = conds
+    new = primal - (primal @ c.T) * c
+  elif len(conds) == 2:
+    new = _project_two_closed_form(primal, *conds)
+  else:
+    new = _project_solve(primal, conds)
+  norm = np.linalg.norm(new)
+  if norm < 1e-6:
+    raise UserError("the primal boundary lies in the span of the conditions: nothing is left to edit once they "
+                    "are held fixed. Drop a condition.")
+  return new / norm
+
+
+def _project_two_closed_form(primal, c1, c2):
+  p1, p2, c12 = (primal @ c1.T).item(), (primal @ c2.T).item(), (c1 @ c2.T).item()
+  alpha = (p1 - p2 * c12) / (1 - c12 ** 2 + 1e-8)
+  beta = (p2 - p1 * c12) / (1 - c12 ** 2 + 1e-8)
+  return primal - alpha * c1 - beta * c2
+
+
+def _project_solve(primal, conds):
+  cmat = np.concatenate(conds, 0)  # [k, d]
+  gram = cmat @ cmat.T
+  if np.linalg.matrix_rank(gram, tol=1e-6) < len(conds):
+    raise UserError("the condition boundaries are linearly dependent (one is a combination of the others); drop "
+                    "the redundant one.")
+  coef = np.linalg.solve(gram, cmat @ primal.T)  # [k, 1]
+  return primal - coef.T @ cmat
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Editing
+
+def linear_interpolate(latent_code, boundary, start_distance=-3.0, end_distance=3.0, steps=10, *, offset=0.0,
+                       layers=None):
+  """Edits one code along `boundary` (unit normal).
+
+  latent_code (1, d) (Z or W): returns [steps, d] codes whose signed distance n.x - offset to the hyperplane is
+    exactly linspace(start, end, steps): ABSOLUTE distances (the original's edit.py; offset = 0 is its plane
+    through the origin). latent_code (1, L, d) (W+): returns [steps, L, d] = code + linspace * n on every layer
+    (or only the indices in `layers`): RELATIVE offsets, as the original. A W+ boundary may be (1, d) (the same
+    normal on every layer) or (1, L * d) (one flattened W+ boundary).
+  """
+  code = np.asarray(latent_code, np.float64)
+  if code.ndim not in (2, 3) or code.shape[0] != 1:
+    raise UserError(f"linear_interpolate takes one code of shape (1, d) or (1, L, d), got {code.shape}")
+  d = code.shape[-1]
+  b = np.asarray(boundary, np.float64)
+  if code.ndim == 3 and b.shape == (1, code.shape[1] * d):
+    b = b.reshape(1, code.shape[1], d)
+  else:
+    b = check_boundary(b, "boundary", d)
+  if steps < 1:
+    raise UserError(f"steps must be >= 1, got {steps}")
+  linspace = np.linspace(start_distance, end_distance, int(steps))
+  if code.ndim == 2:
+    shift = linspace - (code @ b.T - offset)[0, 0]
+    return (code + shift[:, None] * b).astype(np.float32)
+  if layers is not None:
+    mask = np.zeros((1, code.shape[1], 1))
+    mask[:, list(layers)] = 1.0
+    b = b.reshape(1, -1, d) * mask if b.ndim == 3 else b[:, None, :] * mask
+  b = b.reshape(1, -1, d)
+  return (code + linspace[:, None, None] * b).astype(np.float32)
+
+
+def shift_codes(codes, boundary, distance, layers=None):
+  """Relative edit of a batch: codes + distance * n (per layer for W+ codes [N, L, d]); used by the re-scoring
+  analysis, where every sample moves by the same amount (absolute distances would send all to one plane)."""
+  codes = np.asarray(codes, np.float64)
+  b = np.asarray(boundary, np.float64).reshape(-1)
+  if codes.ndim == 3 and b.shape[0] == codes.shape[1] * codes.shape[2]:
+    b = b.reshape(codes.shape[1], codes.shape[2])
+  elif b.shape[0] != codes.shape[-1]:
+    raise UserError(f"boundary of size {b.shape[0]} does not fit codes of shape {codes.shape}")
+  if codes.ndim == 3:
+    mask = np.ones((codes.shape[1], 1)) if layers is None else np.isin(np.arange(codes.shape[1]), layers)[:, None]
+    return (codes + distance * b * mask).astype(np.float32)
+  return (codes + distance * b).astype(np.float32)
+
+
+def rescoring_matrix(before, after):
+  """Mean score change per (edited boundary, measured attribute): before [N, A], after [B, N, A] -> [B, A].
+  Rows are edits, columns attributes; a large diagonal and a small off-diagonal mean disentangled boundaries."""
+  before = np.asarray(before, np.float64)
+  after = np.asarray(after, np.float64)
+  return (after - before[None]).mean(axis=1)

@@ -1,0 +1,329 @@
+r"""InterFaceGAN on a trained jaxface generator: sample and score, fit boundaries, edit, re-score.
+
+  python -m jaxface.interfacegan generate_data -w WORKDIR -o data/ -n 10000 --predictor toy_colour
+      -> data/z.npy [N, z_dim], w.npy [N, w_dim], wp.npy [N, L, w_dim], <attribute>_scores.npy [N, 1],
+         attributes.json, 000000.jpg ... (skip with -I), grid.png
+  python -m jaxface.interfacegan train_boundary -o b/brightness -c data/z.npy -s data/brightness_scores.npy
+      -> b/brightness/boundary.npy (1, d), info.json (split sizes, validation / remaining accuracy), log.txt
+  python -m jaxface.interfacegan edit -w WORKDIR -b b/brightness/boundary.npy -o edits/ -n 4 \
+      [--condition b/warmth/boundary.npy ...] [--predictor toy_colour]
+      -> edits/{sample:03d}_{step:03d}.jpg, grid.png (a row per sample), boundary.npy (after any projection),
+         latent_codes.npy, edited_codes.npy, edit_scores.npy [num, steps, A] with --predictor
+  python -m jaxface.interfacegan rescore -w WORKDIR -b brightness=b/brightness/boundary.npy \
+      -b warmth=b/warmth/boundary.npy --predictor toy_colour -o rescore/
+      -> rescore.json / rescore.npy: mean score change of every attribute (columns) when each boundary (rows)
+         moves every sample by --distance; a large diagonal and a small off-diagonal mean disentangled edits.
+
+Flags mirror genforce/interfacegan's generate_data.py / train_boundary.py / edit.py (-o, -i, -n, -s, -b, -c,
+-r, -V, -I, --start_distance, --end_distance, --steps); `-m MODEL` becomes `-w WORKDIR`, a jaxface StyleGAN2
+training workdir. -s picks the space: z, w (before truncation) or wp (W+, after truncation). --predictor is a
+registered name (brightness, rgb, toy_colour, and whatever other jaxface modules register) or
+package.module:attribute. Mistakes print `error: ...` and exit 2.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from jaxface.edit import interfacegan as ifg
+from jaxface.errors import UserError, cli
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers
+
+class _Log:
+  """Prints and appends to OUT/log.txt (the original writes a log beside its outputs)."""
+
+  def __init__(self, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    self.f = open(os.path.join(out_dir, "log.txt"), "a")
+
+  def __call__(self, msg):
+    print(msg, flush=True)
+    self.f.write(msg + "\n")
+    self.f.flush()
+
+  def close(self):
+    self.f.close()
+
+
+def load_npy(path, what):
+  if not path or not os.path.isfile(path):
+    raise UserError(f"{what} file {path!r} does not exist; pass the path of a .npy file.")
+  try:
+    return np.load(path, allow_pickle=False)
+  except (OSError, ValueError, EOFError) as e:
+    raise UserError(f"{what} file {path!r} is not a readable .npy array ({e}); regenerate it.") from None
+
+
+def _generator(args):
+  from jaxface.edit import generator_io
+  return generator_io.load_generator(args.workdir, step=args.step, truncation_psi=args.truncation_psi,
+                                     truncation_layers=args.truncation_layers, batch_size=args.batch_size)
+
+
+def _predictor(spec, attributes=None):
+  """The predictor and the column indices of the requested attributes (all when None)."""
+  from jaxface.edit import generator_io
+  p = generator_io.get_predictor(spec)
+  names = list(p.names) if not attributes else [a.strip() for a in attributes.split(",") if a.strip()]
+  return p, [p.index(a) for a in names], names
+
+
+def _codes(args, G, num):
+  """Codes of args.latent_space_type: from args.input (validated against the generator) or sampled."""
+  space = ifg.parse_space(args.latent_space_type)
+  if getattr(args, "input", None):
+    return ifg.check_codes(load_npy(args.input, "latent codes"), space, G.dims(space), G.num_ws,
+                           what=f"latent codes in {args.input}")
+  if num < 1:
+    raise UserError(f"--num must be >= 1, got {num}")
+  return G.sample(num, space, args.seed)
+
+
+def _save_images(out_dir, images, name_fn):
+  from PIL import Image
+  from jaxface.edit import generator_io
+  for i, img in enumerate(generator_io.postprocess(images)):
+    Image.fromarray(img).save(os.path.join(out_dir, name_fn(i)), quality=95)
+
+
+def _save_grid(path, images, cols=None):
+  from jaxface import metrics
+  metrics.save_png(path, metrics.image_grid(images, cols=cols))
+
+
+def _load_boundary(path, dim, what="boundary"):
+  b = load_npy(path, what)
+  return ifg.check_boundary(b, f"{what} {path}", dim)
+
+
+def _boundary_for(path, G, space, what="boundary"):
+  """A boundary for codes of `space`: (1, d), or for W+ also one flattened (1, L * d) normal (train_boundary on
+  wp.npy)."""
+  dim = G.dims(space)
+  raw = load_npy(path, what)
+  if space == "wp" and raw.shape == (1, G.num_ws * dim):
+    dim = G.num_ws * dim
+  return ifg.check_boundary(raw, f"{what} {path}", dim)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Subcommands
+
+def generate_data(args):
+  G = _generator(args)
+  space = ifg.parse_space(args.latent_space_type)
+  codes = _codes(args, G, args.num)
+  predictor = _predictor(args.predictor, args.attributes) if args.predictor else None
+  log = _Log(args.output_dir)
+  log(f"generator: {args.workdir} step {G.step}, {G.resolution}x{G.resolution}, z_dim {G.z_dim}, w_dim {G.w_dim}, "
+      f"{G.num_ws} layers, truncation psi {G.truncation_psi} on {G.truncation_layers} layers")
+  out = G.synthesize(codes, space)
+  for key in ("z", "w", "wp"):
+    if key in out:
+      np.save(os.path.join(args.output_dir, f"{key}.npy"), out[key])
+  if args.generate_image:
+    _save_images(args.output_dir, out["image"], lambda i: f"{i:06d}.jpg")
+  _save_grid(os.path.join(args.output_dir, "grid.png"), out["image"][:64])
+  if predictor:
+    p, cols, names = predictor
+    scores = p(out["image"])[:, cols]
+    for k, name in enumerate(names):
+      np.save(os.path.join(args.output_dir, f"{name}_scores.npy"), scores[:, k:k + 1].astype(np.float32))
+      log(f"{name}: mean {scores[:, k].mean():.4f}, std {scores[:, k].std():.4f}")
+    with open(os.path.join(args.output_dir, "attributes.json"), "w") as f:
+      json.dump({"predictor": args.predictor, "attributes": names}, f, indent=2)
+  log(f"saved {codes.shape[0]} samples ({', '.join(k for k in ('z', 'w', 'wp') if k in out)}) to {args.output_dir}")
+  log.close()
+
+
+def train_boundary(args):
+  codes = load_npy(args.latent_codes_path, "latent codes")
+  scores = load_npy(args.scores_path, "scores")
+  if codes.ndim >= 1 and scores.ndim >= 1 and codes.shape[0] != scores.shape[0]:
+    raise UserError(f"{args.latent_codes_path} holds {codes.shape[0]} codes but {args.scores_path} holds "
+                    f"{scores.shape[0]} scores; use files written together by one generate_data run.")
+  center = None
+  if args.center == "mean":
+    center = "mean"
+  elif args.center not in (None, "", "none"):
+    center = load_npy(args.center, "center")
+  log = _Log(args.output_dir)
+  boundary, info = ifg.train_boundary(codes, scores, args.chosen_num_or_ratio, args.split_ratio, args.invalid_value,
+                                      seed=args.seed, center=center, solver=args.solver, return_info=True)
+  np.save(os.path.join(args.output_dir, "boundary.npy"), boundary)
+  with open(os.path.join(args.output_dir, "info.json"), "w") as f:
+    json.dump(info, f, indent=2)
+  log(f"Training: {info['train_num']} positive, {info['train_num']} negative. Validation: {info['val_num']} positive, "
+      f"{info['val_num']} negative. Remaining: {info['remaining_positive']} positive, "
+      f"{info['remaining_num'] - info['remaining_positive']} negative (threshold {info['threshold']:.4f}).")
+  for key in ("val_accuracy", "remaining_accuracy"):
+    if info[key] is not None:
+      log(f"Accuracy for {key.split('_')[0]} set: {info[key]:.6f}")
+  if not info.get("converged", True):
+    log(f"warning: the SVM stopped after {info['iterations']} iterations before reaching its tolerance.")
+  if center is not None:
+    log(f"centred mode: distances are measured from the plane through the centre; pass --offset {info['offset']:.6f} "
+        f"to edit.")
+  log(f"boundary {boundary.shape} saved to {os.path.join(args.output_dir, 'boundary.npy')}")
+  log.close()
+
+
+def edit(args):
+  G = _generator(args)
+  space = ifg.parse_space(args.latent_space_type)
+  boundary = _boundary_for(args.boundary_path, G, space)
+  if args.condition:
+    boundary = ifg.project_boundary(boundary, *[_load_boundary(c, boundary.shape[1], "condition boundary")
+                                                for c in args.condition])
+  layers = None
+  if args.layers:
+    try:
+      layers = [int(x) for x in args.layers.split(",")]
+    except ValueError:
+      layers = [-1]
+    if space != "wp" or any(not 0 <= i < G.num_ws for i in layers):
+      raise UserError(f"--layers takes comma-separated W+ layer indices in [0, {G.num_ws}) with -s wp; got "
+                      f"{args.layers!r} with -s {space}.")
+  if args.steps < 1:
+    raise UserError(f"--steps must be >= 1, got {args.steps}")
+  codes = _codes(args, G, args.num)
+  predictor = _predictor(args.predictor, args.attributes) if args.predictor else None
+  log = _Log(args.output_dir)
+  np.save(os.path.join(args.output_dir, "boundary.npy"), boundary.astype(np.float32))
+  np.save(os.path.join(args.output_dir, "latent_codes.npy"), codes)
+  edited = np.stack([ifg.linear_interpolate(codes[i:i + 1], boundary, args.start_distance, args.end_distance,
+                                            args.steps, offset=args.offset, layers=layers)
+                     for i in range(codes.shape[0])])  # [num, steps, ...]
+  np.save(os.path.join(args.output_dir, "edited_codes.npy"), edited)
+  flat = edited.reshape((-1,) + edited.shape[2:])
+  images = G.synthesize(flat, space)["image"]
+  _save_images(args.output_dir, images, lambda k: f"{k // args.steps:03d}_{k % args.steps:03d}.jpg")
+  _save_grid(os.path.join(args.output_dir, "grid.png"), images, cols=args.steps)
+  if predictor:
+    p, cols, names = predictor
+    scores = p(images)[:, cols].reshape(codes.shape[0], args.steps, len(cols))
+    np.save(os.path.join(args.output_dir, "edit_scores.npy"), scores.astype(np.float32))
+    for k, name in enumerate(names):
+      log(f"{name}: mean score at start {scores[:, 0, k].mean():.4f}, at end {scores[:, -1, k].mean():.4f}")
+  log(f"edited {codes.shape[0]} {space} codes over distances {args.start_distance}..{args.end_distance} in "
+      f"{args.steps} steps{' conditioned on ' + ', '.join(args.condition) if args.condition else ''}; "
+      f"saved to {args.output_dir}")
+  log.close()
+
+
+def rescore(args):
+  G = _generator(args)
+  space = ifg.parse_space(args.latent_space_type)
+  p, cols, names = _predictor(args.predictor, args.attributes)
+  rows, boundaries = [], []
+  for spec in args.boundary:
+    name, sep, path = spec.partition("=")
+    if not sep:  # b/<name>/boundary.npy (train_boundary's layout) or <name>.npy
+      path = spec
+      stem = os.path.splitext(os.path.basename(spec))[0]
+      name = os.path.basename(os.path.dirname(os.path.abspath(spec))) if stem == "boundary" else stem
+    rows.append(name)
+    boundaries.append(_boundary_for(path, G, space, f"boundary {name!r}"))
+  codes = _codes(args, G, args.num)
+  before = p(G.synthesize(codes, space)["image"])[:, cols]
+  after = np.stack([p(G.synthesize(ifg.shift_codes(codes, b, args.distance), space)["image"])[:, cols]
+                    for b in boundaries])
+  matrix = ifg.rescoring_matrix(before, after)
+  os.makedirs(args.output_dir, exist_ok=True)
+  np.save(os.path.join(args.output_dir, "rescore.npy"), matrix.astype(np.float32))
+  with open(os.path.join(args.output_dir, "rescore.json"), "w") as f:
+    json.dump({"edits": rows, "attributes": names, "distance": args.distance,  # matrix[edit][attribute]
+               "space": space, "num": int(codes.shape[0]), "matrix": matrix.tolist(),
+               "score_std": before.std(0).tolist()}, f, indent=2)
+  width = max(len(n) for n in rows + names) + 2
+  print("edit \\ score".ljust(width) + "".join(n.rjust(width) for n in names))
+  for r, row in zip(rows, matrix):
+    print(r.ljust(width) + "".join(f"{v:+.4f}".rjust(width) for v in row))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Arguments
+
+def _generator_flags(p):
+  p.add_argument("-w", "--workdir", required=True,
+                 help="a jaxface StyleGAN2 training workdir (config.json + checkpoints/)")
+  p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
+  p.add_argument("--truncation_psi", type=float, default=0.7, help="truncation psi for z/w codes (1 = off)")
+  p.add_argument("--truncation_layers", type=int, default=8, help="truncate the first N style layers")
+  p.add_argument("--batch_size", type=int, default=16, help="images synthesised per call")
+  p.add_argument("--seed", type=int, default=0, help="seed for sampled latent codes")
+  p.add_argument("-s", "--latent_space_type", default="z", help="z, w or wp (W+)")
+  p.add_argument("--predictor", default=None, help="attribute predictor: a registered name or package.module:attr")
+  p.add_argument("--attributes", default=None, help="comma-separated subset of the predictor's attributes")
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(prog="python -m jaxface.interfacegan", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="command", required=True)
+
+  g = sub.add_parser("generate_data", help="sample latents, synthesise, score")
+  _generator_flags(g)
+  g.add_argument("-o", "--output_dir", required=True)
+  g.add_argument("-i", "--input", "--latent_codes_path", dest="input", default=None,
+                 help="codes .npy instead of sampling")
+  g.add_argument("-n", "--num", type=int, default=1, help="number of samples (ignored with -i)")
+  g.add_argument("-I", "--skip_images", dest="generate_image", action="store_false",
+                 help="do not save one JPEG per sample")
+
+  t = sub.add_parser("train_boundary", help="fit a linear boundary to codes and scores")
+  t.add_argument("-o", "--output_dir", required=True)
+  t.add_argument("-c", "--latent_codes_path", required=True)
+  t.add_argument("-s", "--scores_path", required=True, help="scores .npy of shape (N, 1)")
+  t.add_argument("-n", "--chosen_num_or_ratio", type=float, default=0.02, help="ratio (<= 1) or count per class")
+  t.add_argument("-r", "--split_ratio", type=float, default=0.7, help="train fraction of the chosen samples")
+  t.add_argument("-V", "--invalid_value", type=float, default=None, help="drop samples with this score")
+  t.add_argument("--center", default=None, help="none (default, the original), mean, or a .npy centre (e.g. w_avg)")
+  t.add_argument("--solver", default="smo", choices=("smo", "sklearn"), help="exact built-in SMO or scikit-learn SVC")
+  t.add_argument("--seed", type=int, default=0, help="seed of the train/validation shuffles")
+
+  e = sub.add_parser("edit", help="move codes along a boundary and synthesise")
+  _generator_flags(e)
+  e.add_argument("-b", "--boundary_path", required=True)
+  e.add_argument("-o", "--output_dir", required=True)
+  e.add_argument("-i", "--input_latent_codes_path", dest="input", default=None)
+  e.add_argument("-n", "--num", type=int, default=1)
+  e.add_argument("--start_distance", type=float, default=-3.0)
+  e.add_argument("--end_distance", type=float, default=3.0)
+  e.add_argument("--steps", type=int, default=10)
+  e.add_argument("--offset", type=float, default=0.0, help="distance origin (train_boundary --center prints it)")
+  e.add_argument("--condition", action="append", default=[], help="boundary .npy to hold fixed (repeatable)")
+  e.add_argument("--layers", default=None, help="W+ only: comma-separated layer indices to edit")
+
+  r = sub.add_parser("rescore", help="edit along each boundary and re-score every attribute")
+  _generator_flags(r)
+  r.add_argument("-b", "--boundary", action="append", required=True, help="NAME=PATH.npy (repeatable)")
+  r.add_argument("-o", "--output_dir", required=True)
+  r.add_argument("-i", "--input", dest="input", default=None)
+  r.add_argument("-n", "--num", type=int, default=64)
+  r.add_argument("--distance", type=float, default=3.0, help="relative shift along each boundary")
+  args = parser.parse_args(argv)
+  if args.command == "rescore" and not args.predictor:
+    parser.error("rescore needs --predictor")
+  return args
+
+
+def _main(argv):
+  args = parse_args(argv)
+  commands = {"generate_data": generate_data, "train_boundary": train_boundary, "edit": edit, "rescore": rescore}
+  commands[args.command](args)
+  return 0
+
+
+def main(argv=None):
+  return cli(_main)(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
