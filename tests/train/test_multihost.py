@@ -18,7 +18,7 @@ def test_two_processes_then_resume_in_one(tmp_path):
   assert result.returncode == 0, out
   assert "[p0] devices: 4 (cpu), processes: 2" in out, out
   assert helpers.checkpoint_steps(tmp_path) == [1]
-  data_files = sorted(os.listdir(tmp_path / "checkpoints" / "1" / "data"))
+  data_files = sorted(f for f in os.listdir(tmp_path / "checkpoints" / "1" / "data") if f.endswith(".json"))
   assert data_files == ["process_0-of-2.json", "process_1-of-2.json"], data_files
 
   resumed = subprocess.run(helpers.main_cmd(tmp_path, "--config.total_steps=2", "--config.log.samples_every_steps=100"),
