@@ -11,27 +11,8 @@ Unknown keys are an error that names the valid ones.
 
 import ml_collections
 
+from jaxface.config import parse_typed
 from jaxface.errors import ConfigError
-
-
-def _convert(key, value, default):
-  if isinstance(default, bool):
-    if value.lower() in ("1", "true", "yes"):
-      return True
-    if value.lower() in ("0", "false", "no"):
-      return False
-    raise ConfigError(f"config argument {key}={value!r} must be true or false.")
-  if isinstance(default, int):
-    try:
-      return int(value)
-    except ValueError:
-      raise ConfigError(f"config argument {key}={value!r} must be an integer.") from None
-  if isinstance(default, float):
-    try:
-      return float(value)
-    except ValueError:
-      raise ConfigError(f"config argument {key}={value!r} must be a number.") from None
-  return value
 
 
 def parse_arg(arg, **spec):
@@ -49,7 +30,7 @@ def parse_arg(arg, **spec):
       raise ConfigError(f"this config takes no arguments, got {part!r}.")
     if key not in spec:
       raise ConfigError(f"unknown config argument {key!r}; valid arguments: {', '.join(keys)}.")
-    out[key] = _convert(key, value, spec[key])
+    out[key] = parse_typed(value, spec[key], f"config argument {key}")
   return out
 
 

@@ -36,30 +36,30 @@ def load_config_file(spec):
   return config
 
 
-def _parse_value(raw, old, key):
-  """Parses `raw` (a string from the command line) into the type of `old`."""
+def parse_typed(raw, old, what):
+  """Parses the command-line string `raw` into the type of `old` (the value it replaces); `what` names it in errors."""
   if isinstance(old, bool):
     if raw.lower() in ("1", "true", "yes"):
       return True
     if raw.lower() in ("0", "false", "no"):
       return False
-    raise ConfigError(f"--config.{key}={raw!r}: expected true or false.")
+    raise ConfigError(f"{what}={raw!r}: expected true or false.")
   if isinstance(old, int):
     try:
       return int(raw)
     except ValueError:
-      raise ConfigError(f"--config.{key}={raw!r}: expected an integer.") from None
+      raise ConfigError(f"{what}={raw!r}: expected an integer.") from None
   if isinstance(old, float):
     try:
       return float(raw)
     except ValueError:
-      raise ConfigError(f"--config.{key}={raw!r}: expected a number.") from None
+      raise ConfigError(f"{what}={raw!r}: expected a number.") from None
   if isinstance(old, str):
     return raw
   try:  # lists, tuples, None: Python literals, e.g. --config.mesh="[('data', 4), ('fsdp', 2)]"
     return ast.literal_eval(raw)
   except (ValueError, SyntaxError):
-    raise ConfigError(f"--config.{key}={raw!r}: expected a Python literal like {old!r}.") from None
+    raise ConfigError(f"{what}={raw!r}: expected a Python literal like {old!r}.") from None
 
 
 def override(config, key, raw):
@@ -79,7 +79,7 @@ def override(config, key, raw):
   if isinstance(old, ml_collections.ConfigDict):
     raise ConfigError(f"--config.{key} is a group; set one of its fields: {', '.join(sorted(old.keys()))}.")
   with node.unlocked():
-    node[parts[-1]] = _parse_value(raw, old, key)
+    node[parts[-1]] = parse_typed(raw, old, f"--config.{key}")
 
 
 def parse_overrides(args):
