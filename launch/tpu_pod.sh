@@ -9,12 +9,13 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 gcloud compute tpus tpu-vm scp --recurse "$HERE" "$TPU":~/jaxface --zone="$ZONE" --worker=all
 ARGS=$(printf "%q " "$@")
+JAX_VERSION=$(grep '^jax==' "$HERE/requirements.txt" | cut -d= -f3)
 gcloud compute tpus tpu-vm ssh "$TPU" --zone="$ZONE" --worker=all --command "
   set -e
   cd ~/jaxface
   if [ ! -d ~/jaxface_venv ]; then
     python3 -m venv ~/jaxface_venv
-    ~/jaxface_venv/bin/pip install -q -r requirements.txt 'jax[tpu]==\$(grep '^jax==' requirements.txt | cut -d= -f3)'
+    ~/jaxface_venv/bin/pip install -q -r requirements.txt 'jax[tpu]==$JAX_VERSION'
     ~/jaxface_venv/bin/pip install -q -e .
   fi
   JAXFACE_DISTRIBUTED=1 ~/jaxface_venv/bin/python -m jaxface.main $ARGS"
