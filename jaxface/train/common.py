@@ -14,3 +14,9 @@ def real_images(config, batch):
   from jaxface.data import synthetic
   rendered = synthetic.render_batch(batch, config.data.resolution, config.data)
   return rendered["image"].astype(jnp.float32) * 2.0 - 1.0
+
+
+def data_iterator(config):
+  """This host's slices of global batches of `config.data` (infinite, resumable), seeded by `config.seed`."""
+  from jaxface.data import pipeline
+  return pipeline.make_iterator(config.data, global_batch_size=config.batch_size, seed=config.seed)

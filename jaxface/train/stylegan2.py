@@ -15,8 +15,8 @@ import optax
 
 from jaxface.errors import ConfigError
 from jaxface.losses import adversarial
-from jaxface.train.common import real_images
 from jaxface.models import stylegan2 as sg2
+from jaxface.train import common
 
 
 # ------------------------------------------------------------------------------------------------- models
@@ -118,7 +118,7 @@ def train_step(config):
     do_pl, do_r1 = phase
     rng = jax.random.fold_in(rng, state["step"])
     k_gmain, k_greg, k_dmain, k_pl = jax.random.split(rng, 4)
-    reals = real_images(config, batch)
+    reals = common.real_images(config, batch)
     metrics = {}
     g, d = state["G"], state["D"]
 
@@ -188,8 +188,7 @@ def train_step(config):
 
 def make_data(config):
   validate(config)
-  from jaxface.data import pipeline
-  return pipeline.make_iterator(config.data, global_batch_size=config.batch_size, seed=config.seed)
+  return common.data_iterator(config)
 
 
 def samples(config):

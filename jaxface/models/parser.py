@@ -1,0 +1,81 @@
+"""Face parser: a ResNet encoder + FPN-style upsampling decoder -> per-pixel class logits.
+
+DiscoFaceGAN's parser (Lin et al. 2019, research/discofacegan.md §4.9) is a ResNet-18 backbone with an FPN and a
+small mask head; SofGAN needs per-pixel labels for its consistency metrics. This is the same shape, sized for
+the synthetic world: the encoder is resnet.ResNet's layout (same parameter names, so torchvision ImageNet weights
+converted by `resnet.convert_torch` drop in), the decoder merges the four stages top-down (1x1 laterals, bilinear
+upsampling, 3x3 smoothing) and then climbs back to full resolution through the stem's 1/2-resolution features and
+a thin full-resolution branch on the input, because the small classes (eyes, brows, lips) are a few pixels wide
+at 64x64 and would be lost at the FPN's 1/4 resolution.
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxface.models.resnet import STAGES, Block
+
+
+class Encoder(nn.Module):
+  """(N, H, W, 3) -> [stem (H/2), C2 (H/4), C3 (H/8), C4 (H/16), C5 (H/32)] feature maps.
+
+  `width` is the first stage's channel count (torchvision: 64; stages double it). Narrower encoders keep the
+  ResNet layout at a fraction of the FLOPs (width 32: ~1/4), which is what a CPU can train in an hour."""
+  depth: int = 18
+  width: int = 64
+  train: bool = False
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    sizes, kind = STAGES[self.depth]
+    x = nn.Conv(self.width, (7, 7), (2, 2), [(3, 3), (3, 3)], use_bias=False, dtype=self.dtype,
+                param_dtype=jnp.float32, name="conv1")(x.astype(self.dtype))
+    x = nn.BatchNorm(use_running_average=not self.train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
+                     param_dtype=jnp.float32, name="bn1")(x)
+    stem = nn.relu(x)
+    x = nn.max_pool(stem, (3, 3), (2, 2), [(1, 1), (1, 1)])
+    feats = [stem]
+    for i, n in enumerate(sizes):
+      for j in range(n):
+        x = Block(self.width * 2 ** i, 2 if (j == 0 and i > 0) else 1, kind == "bottleneck", self.train, self.dtype,
+                  name=f"layer{i + 1}_{j}")(x)
+      feats.append(x)
+    return feats
+
+
+def _upsample(x, hw):
+  return jax.image.resize(x, (x.shape[0], hw[0], hw[1], x.shape[-1]), "bilinear")
+
+
+class Parser(nn.Module):
+  """(N, H, W, 3) RGB in [0, 1] -> (N, H, W, num_classes) float32 logits. H, W divisible by 32."""
+  num_classes: int = 16
+  depth: int = 18
+  encoder_width: int = 64  # first encoder stage's channels (64 = torchvision ResNet)
+  width: int = 128  # FPN channels
+  train: bool = False
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    conv = functools.partial(nn.Conv, dtype=self.dtype, param_dtype=jnp.float32)
+    norm = functools.partial(nn.BatchNorm, use_running_average=not self.train, momentum=0.9, epsilon=1e-5,
+                             dtype=self.dtype, param_dtype=jnp.float32)
+    x = x.astype(self.dtype) * 2.0 - 1.0
+    stem, *levels = Encoder(self.depth, self.encoder_width, self.train, self.dtype, name="encoder")(x)
+    # Top-down pathway (FPN): lateral 1x1 on every stage, upsample-and-add from the coarsest.
+    top = conv(self.width, (1, 1), name="lateral4")(levels[-1])
+    for i in range(len(levels) - 2, -1, -1):
+      lat = conv(self.width, (1, 1), name=f"lateral{i}")(levels[i])
+      top = lat + _upsample(top, lat.shape[1:3])
+    y = nn.relu(norm(name="smooth_bn")(conv(self.width, (3, 3), use_bias=False, name="smooth")(top)))
+    # Back to 1/2 resolution with the stem's features, then to full resolution with a thin input branch.
+    y = jnp.concatenate([_upsample(y, stem.shape[1:3]), stem], -1)
+    y = nn.relu(norm(name="half_bn")(conv(self.width // 2, (3, 3), use_bias=False, name="half")(y)))
+    fine = nn.relu(norm(name="full_in_bn")(conv(16, (3, 3), use_bias=False, name="full_in")(x)))
+    y = jnp.concatenate([_upsample(y, x.shape[1:3]), fine], -1)
+    y = nn.relu(norm(name="full_bn")(conv(self.width // 2, (3, 3), use_bias=False, name="full")(y)))
+    return conv(self.num_classes, (1, 1), name="classifier")(y).astype(jnp.float32)

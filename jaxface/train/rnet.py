@@ -1,0 +1,260 @@
+"""R-Net on the synthetic world: image -> the synthetic face model's coefficients, supervised by ground truth.
+
+Each step renders its batch of world factors on the device (synthetic.render_batch, vmapped), runs the ResNet
+(BatchNorm in training mode) and minimises
+  Σ_g w_g·mse_g(standardised coefficients) + w_landmark·landmark + w_photo·photometric + w_gamma_mono·mono-light
+(the photometric term renders the predicted face with jaxface.render and compares it inside the world's face
+mask; it costs a differentiable render per step, so the CPU preset leaves it off; all terms in losses/recon.py).
+The head predicts standardised coefficients: coeffs = mean + std·head(features), with the
+world's per-dimension mean/std (estimated once from `stats_samples` training draws and kept in the state), so
+the zero-initialised head starts at the mean face and every group trains at the same scale. Coefficients are
+laid out as the FaceModel layout of mp468.build_face_model(level) in `config.model.order` ("disco" = [id, tex,
+exp, angle, gamma, trans], what DiscoFaceGAN's R-Net and VAEs use).
+
+Later methods load a trained R-Net with `load_rnet(workdir)`.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxface.errors import CheckpointError, ConfigError
+from jaxface.losses import recon
+from jaxface.models.rnet import RNet
+from jaxface.render import face_model as fm_lib
+from jaxface.train import common
+
+GROUP_NAMES = ("id", "tex", "exp", "angle", "gamma", "trans")
+
+
+# ------------------------------------------------------------------------------------------------- model
+
+@functools.lru_cache(maxsize=4)
+def face_model(level):
+  from jaxface.render import mp468
+  from jaxface.data import synthetic_factors as sf
+  return mp468.build_face_model(level=level, n_id=sf.N_ID, n_exp=sf.N_EXP, n_tex=sf.N_TEX)
+
+
+def layout():
+  from jaxface.data import synthetic_factors as sf
+  return fm_lib.CoeffLayout(n_id=sf.N_ID, n_exp=sf.N_EXP, n_tex=sf.N_TEX)
+
+
+def network(config, train):
+  """models/rnet.RNet at the torchvision width 64; the narrow ResNet-layout variant below it."""
+  dtype, n, depth = jnp.dtype(config.compute_dtype), layout().total, config.model.depth
+  if config.model.width == 64:
+    return RNet(num_coeffs=n, depth=depth, train=train, dtype=dtype)
+  from jaxface.models.rnet_small import NarrowRNet
+  return NarrowRNet(num_coeffs=n, depth=depth, width=config.model.width, train=train, dtype=dtype)
+
+
+def camera(data_cfg):
+  from jaxface.data import synthetic_render as sr
+  return sr.camera(float(data_cfg.focal))
+
+
+def validate(config):
+  if config.data.kind != "synthetic":
+    raise ConfigError(f"configs/rnet.py trains on the synthetic world's ground truth; data.kind="
+                      f"{config.data.kind!r} has no coefficients. Use --config.data.kind=synthetic.")
+  if config.model.depth not in (18, 34, 50, 101):
+    raise ConfigError(f"config.model.depth={config.model.depth} must be 18, 34, 50 or 101.")
+  if config.model.width < 8:
+    raise ConfigError(f"config.model.width={config.model.width} must be >= 8 (64 = torchvision ResNet).")
+  if config.model.order not in fm_lib.COEFF_ORDERS:
+    raise ConfigError(f"config.model.order={config.model.order!r} must be one of {sorted(fm_lib.COEFF_ORDERS)} "
+                      f"('disco' = [id, tex, exp, angle, gamma, trans], 'd3dfr' = [id, exp, tex, ...]).")
+
+
+def flat_targets(batch, order):
+  """A batch's true coefficients as a flat [B, C] vector in `order`."""
+  return jnp.concatenate([jnp.asarray(batch[g], jnp.float32).reshape(batch[g].shape[0], -1)
+                          for g in fm_lib.COEFF_ORDERS[order]], -1)
+
+
+@functools.lru_cache(maxsize=8)
+def _stats(world_cfg, order, num):
+  from jaxface.data import synthetic_factors as sf
+  fs = sf.stack([sf.sample_factors(i, world_cfg) for i in range(num)])
+  flat = np.concatenate([fs[g].reshape(num, -1) for g in fm_lib.COEFF_ORDERS[order]], -1).astype(np.float64)
+  return flat.mean(0).astype(np.float32), np.maximum(flat.std(0), 1e-3).astype(np.float32)
+
+
+def coeff_stats(config):
+  """Per-dimension mean and std [C] of the world's coefficients (from the first `stats_samples` draws)."""
+  from jaxface.data import synthetic_factors as sf
+  return _stats(sf.as_world_config(config.data), config.model.order, int(config.model.stats_samples))
+
+
+def optimizer(config):
+  o = config.optim
+  warmup = max(1, min(o.warmup_steps, config.total_steps // 2))  # short (test) runs still decay
+  schedule = optax.warmup_cosine_decay_schedule(0.0, o.lr, warmup, max(config.total_steps, warmup + 1),
+                                                o.lr * o.final_lr_fraction)
+  return optax.chain(optax.clip_by_global_norm(o.grad_clip), optax.adamw(schedule, weight_decay=o.weight_decay))
+
+
+# ------------------------------------------------------------------------------------------------- state
+
+def init_state(config, rng):
+  validate(config)
+  res = config.data.resolution
+  variables = network(config, train=False).init(rng, jnp.zeros((1, res, res, 3), jnp.float32))
+  mean, std = coeff_stats(config)
+  return {"params": variables["params"], "batch_stats": variables["batch_stats"],
+          "opt": optimizer(config).init(variables["params"]), "coeff_mean": jnp.asarray(mean),
+          "coeff_std": jnp.asarray(std), "step": jnp.zeros((), jnp.int32)}
+
+
+def phase(config, step):
+  del config, step
+  return None
+
+
+# ------------------------------------------------------------------------------------------------- step
+
+def _render_prediction(fm, coeffs, cam, res):
+  """The face model rendered from predicted coefficients, in the synthetic images' display space (gamma 1/2.2)."""
+  from jaxface.render import render as render_lib
+  out = render_lib.render(fm, coeffs, cam, res, window=4, capacity=max(4096, res * res // 3))
+  return jnp.clip(out["image"], 1e-4, 1.0) ** (1 / 2.2), out["mask"]
+
+
+def train_step(config):
+  from jaxface.data import synthetic
+  net = network(config, train=True)
+  tx = optimizer(config)
+  lc, order, res = config.loss, config.model.order, config.data.resolution
+  fm, cam, lay = face_model(config.data.level), camera(config.data), layout()
+  slices = recon.group_slices(lay, fm_lib.COEFF_ORDERS[order])
+  weights = {g: lc[f"w_{g}"] for g in GROUP_NAMES}
+
+  def step(state, batch, rng, phase):
+    del rng, phase
+    world = synthetic.render_batch(batch, res, config.data)
+    images, true_lm = world["image"], world["landmarks68"]
+    target = flat_targets(batch, order)
+    mean, std = state["coeff_mean"], state["coeff_std"]
+
+    def loss_fn(params):
+      out, new_vars = net.apply({"params": params, "batch_stats": state["batch_stats"]}, images,
+                                mutable=["batch_stats"])
+      pred = mean + std * out
+      total, terms = recon.coefficient_loss(pred, target, std, slices, weights)
+      coeffs = fm_lib.split_coeffs(pred, lay, order)
+      lm = jax.vmap(lambda c: recon.landmark_points(fm, c, cam, res))(coeffs)
+      terms["landmark"] = recon.landmark_loss(lm, true_lm, res)
+      total = total + lc.w_landmark * terms["landmark"]
+      if lc.w_photo > 0:
+        rendered, mask = jax.vmap(lambda c: _render_prediction(fm, c, cam, res))(coeffs)
+        terms["photo"] = recon.photometric_loss(rendered, images, mask * world["face_mask"])
+        total = total + lc.w_photo * terms["photo"]
+      if lc.w_gamma_mono > 0:
+        terms["gamma_mono"] = recon.gamma_mono_loss(coeffs["gamma"])
+        total = total + lc.w_gamma_mono * terms["gamma_mono"]
+      yaw_err = jnp.abs(coeffs["angle"][:, 1] - batch["angle"][:, 1]).mean()
+      return total, (terms, new_vars["batch_stats"], yaw_err)
+
+    (loss, (terms, batch_stats, yaw_err)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    updates, opt = tx.update(grads, state["opt"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics = {"loss": loss, "yaw_err_deg": jnp.rad2deg(yaw_err), "grad_norm": optax.tree.norm(grads),
+               **{f"loss_{k}": v for k, v in terms.items()}}
+    new_state = dict(state, params=params, batch_stats=batch_stats, opt=opt, step=state["step"] + 1)
+    return new_state, metrics
+
+  return step
+
+
+# ------------------------------------------------------------------------------------------------- data, eval
+
+def make_data(config):
+  validate(config)
+  return common.data_iterator(config)
+
+
+def evaluate(config, state, workdir):
+  del workdir
+  from jaxface.eval import recon as recon_eval
+  model = RNetModel(config, {"params": state["params"], "batch_stats": state["batch_stats"]},
+                    np.asarray(state["coeff_mean"]), np.asarray(state["coeff_std"]), int(state["step"]))
+  return recon_eval.evaluate(model, config.data, config.eval.num_samples, config.eval.start,
+                             config.eval.batch_size)
+
+
+# ------------------------------------------------------------------------------------------------- loading
+
+@dataclasses.dataclass
+class RNetModel:
+  """A trained R-Net: `coeffs(images)` -> flat coefficients; `predict(images)` -> (coefficient dict, landmarks)."""
+  config: ml_collections.ConfigDict
+  variables: dict
+  coeff_mean: np.ndarray
+  coeff_std: np.ndarray
+  step: int
+
+  def __post_init__(self):
+    net = network(self.config, train=False)
+    fm, cam, lay = face_model(self.config.data.level), camera(self.config.data), layout()
+    res, order = self.config.data.resolution, self.config.model.order
+    mean, std = jnp.asarray(self.coeff_mean), jnp.asarray(self.coeff_std)
+    self.layout, self.order, self.face_model, self.camera = lay, order, fm, cam
+
+    def coeffs(variables, images):
+      return mean + std * net.apply(variables, images)
+
+    def predict(variables, images):
+      c = fm_lib.split_coeffs(coeffs(variables, images), lay, order)
+      return c, jax.vmap(lambda x: recon.landmark_points(fm, x, cam, res))(c)
+
+    self._coeffs, self._predict = jax.jit(coeffs), jax.jit(predict)
+
+  def coeffs(self, images):
+    """images [N, R, R, 3] RGB in [0, 1] -> [N, C] coefficients in `self.order`."""
+    return self._coeffs(self.variables, images)
+
+  def predict(self, images):
+    return self._predict(self.variables, images)
+
+
+def read_checkpoint(workdir, step=None, trainer=None):
+  """(config, state as numpy, step) of the newest (or given) checkpoint in a training workdir."""
+  import orbax.checkpoint as ocp
+  cfg_path = os.path.join(workdir, "config.json")
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isfile(cfg_path):
+    raise CheckpointError(f"{workdir!r} has no config.json; pass the --workdir of a finished or running "
+                          f"training run.")
+  with open(cfg_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  if trainer and config.get("trainer") != trainer:
+    raise CheckpointError(f"{workdir!r} was trained with trainer={config.get('trainer')!r}, not {trainer!r}; "
+                          f"pass a workdir trained with configs/{trainer}.py.")
+  steps = sorted(int(n) for n in os.listdir(ckpt_dir) if n.isdigit()) if os.path.isdir(ckpt_dir) else []
+  if not steps:
+    raise CheckpointError(f"{workdir!r} has no checkpoints yet; train first (python -m jaxface.main ...).")
+  step = steps[-1] if step is None else int(step)
+  if step not in steps:
+    raise CheckpointError(f"{workdir!r} has no checkpoint at step {step}; available: {steps}.")
+  try:
+    state = ocp.PyTreeCheckpointer().restore(os.path.join(ckpt_dir, str(step), "state"))
+  except Exception as e:  # a broken checkpoint directory: report what to do
+    raise CheckpointError(f"checkpoint {ckpt_dir}/{step} cannot be read ({e}); use another --step or "
+                          f"retrain.") from None
+  return config, state, step
+
+
+def load_rnet(workdir, step=None):
+  """A trained R-Net (`RNetModel`) from a configs/rnet.py workdir: config.json + the newest checkpoint."""
+  config, state, step = read_checkpoint(workdir, step, trainer="rnet")
+  variables = jax.tree.map(jnp.asarray, {"params": state["params"], "batch_stats": state["batch_stats"]})
+  return RNetModel(config, variables, np.asarray(state["coeff_mean"]), np.asarray(state["coeff_std"]), step)
