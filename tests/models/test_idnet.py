@@ -64,7 +64,7 @@ def _arcface_torch(seed=0):
   return net, x, ref
 
 
-def _check(flat, x, ref):
+def assert_matches_torch(flat, x, ref):
   model, variables = idnet.arcface_from_flat(flat)
   assert model.layers == (1, 2, 1, 1) and model.embed == 64
   out = np.asarray(jax.jit(model.apply)(variables, x))
@@ -75,7 +75,7 @@ def test_arcface_state_dict_matches_torch(tmp_path):
   net, x, ref = _arcface_torch(0)
   path = tmp_path / "backbone.pth"
   torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, path)  # DataParallel-saved
-  _check(idnet.convert_arcface(str(path)), x, ref)
+  assert_matches_torch(idnet.convert_arcface(str(path)), x, ref)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -84,7 +84,7 @@ def test_arcface_onnx_matches_torch(tmp_path):
   path = tmp_path / "w600k_r_tiny.onnx"
   # The legacy exporter folds each BN into its conv, like insightface's released ONNX files.
   torch.onnx.export(net, torch.zeros(1, 3, 32, 32), str(path), dynamo=False, input_names=["input.1"])
-  _check(idnet.convert_arcface(str(path)), x, ref)
+  assert_matches_torch(idnet.convert_arcface(str(path)), x, ref)
 
 
 def test_arcface_user_asset_errors(tmp_path):

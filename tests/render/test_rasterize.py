@@ -37,7 +37,7 @@ def compare(pos, tri, hw, **kw):
   return frags, agree[covered].mean(), both, bary, depth
 
 
-def check(frags, agree_frac, both, bary, depth):
+def assert_matches_reference(frags, agree_frac, both, bary, depth):
   assert agree_frac >= 0.999, agree_frac
   assert both.sum() > 0
   assert np.abs(np.asarray(frags.bary) - bary)[both].max() < 1e-4
@@ -49,7 +49,7 @@ def check(frags, agree_frac, both, bary, depth):
 def test_random_meshes_match_reference(seed, hw, window):
   pos, tri = random_mesh(seed, n_tri=40 if window == 2 else 30)
   kw = dict(window=window) if window == 2 else dict(window=window, capacity=4096)
-  check(*compare(pos, tri, hw, **kw))  # big triangles overflow the default capacity: still exact
+  assert_matches_reference(*compare(pos, tri, hw, **kw))  # big triangles overflow the default capacity: still exact
 
 
 def test_face_sized_mesh_matches_reference():
@@ -61,7 +61,7 @@ def test_face_sized_mesh_matches_reference():
     vw = cam_lib.rigid_transform(jnp.asarray(verts), jnp.asarray(angles), jnp.zeros(3))
     pos = np.asarray(cam_lib.project_clip(cam, vw))
     out = compare(pos, tri, (res, res))
-    check(*out)
+    assert_matches_reference(*out)
     assert not bool(out[0].overflow)
     assert int(out[0].num_windows) <= 1.5 * len(tri)
 
@@ -87,7 +87,7 @@ def test_vertices_behind_camera_match_reference():
   pos = np.array([[-0.5, -0.5, 0.0, 1.0], [0.5, -0.4, 0.2, 1.0], [0.1, 0.8, -2.0, -1.0],
                   [-0.3, 0.0, -0.5, 2.0], [0.4, 0.1, -0.5, 2.0], [0.0, 0.6, -0.5, 2.0]], np.float32)
   tri = np.array([[0, 1, 2], [3, 4, 5]], np.int32)
-  check(*compare(pos, tri, (32, 32)))
+  assert_matches_reference(*compare(pos, tri, (32, 32)))
 
 
 def test_backface_culling_and_clip_planes():
