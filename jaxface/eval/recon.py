@@ -14,9 +14,6 @@ Held-out samples are world indices from `start` on (default 1e9): training draws
 judged on here).
 """
 
-import argparse
-import json
-import os
 
 import numpy as np
 
@@ -108,24 +105,13 @@ def evaluate(model, data_cfg, num=1024, start=HELDOUT_START, batch_size=64):
 
 @cli
 def main(argv=None):
-  p = argparse.ArgumentParser(prog="python -m jaxface.eval.recon", description=__doc__.splitlines()[0])
-  p.add_argument("--workdir", required=True, help="an R-Net training workdir (configs/rnet.py)")
-  p.add_argument("--num", type=int, default=1024, help="held-out samples")
-  p.add_argument("--start", type=int, default=HELDOUT_START, help="first held-out world index")
-  p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
-  p.add_argument("--out", default="", help="JSON path (default: WORKDIR/eval/heldout_step_<step>.json)")
-  args = p.parse_args(argv)
+  from jaxface.eval import heldout
   from jaxface.train import rnet
-  model = rnet.load_rnet(args.workdir, args.step)
-  result = evaluate(model, model.config.data, args.num, args.start)
-  result["step"] = model.step
-  out = args.out or os.path.join(args.workdir, "eval", f"heldout_step_{model.step}.json")
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  with open(out, "w") as f:
-    json.dump(result, f, indent=2)
-  print(json.dumps({k: v for k, v in result.items() if not k.endswith("per_dim")}, indent=2))
-  print(f"wrote {out}")
-
+  heldout.main(argv, prog="python -m jaxface.eval.recon", description=__doc__.splitlines()[0],
+               workdir_help="an R-Net training workdir (configs/rnet.py)", default_num=1024,
+               default_start=HELDOUT_START, load=rnet.load_rnet,
+               evaluate=lambda model, num, start: evaluate(model, model.config.data, num, start),
+               shown=lambda r: {k: v for k, v in r.items() if not k.endswith("per_dim")})
 
 if __name__ == "__main__":
   main()

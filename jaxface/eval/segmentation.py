@@ -8,9 +8,6 @@ Issue 5, acceptance 4: mIoU >= 0.85 on held-out synthetic images (world indices 
 training, which uses indices below data.size).
 """
 
-import argparse
-import json
-import os
 
 import numpy as np
 
@@ -72,25 +69,14 @@ def evaluate(model, data_cfg, num=512, start=HELDOUT_START, batch_size=64, class
 
 @cli
 def main(argv=None):
-  p = argparse.ArgumentParser(prog="python -m jaxface.eval.segmentation", description=__doc__.splitlines()[0])
-  p.add_argument("--workdir", required=True, help="a parser training workdir (configs/parser.py)")
-  p.add_argument("--num", type=int, default=512, help="held-out samples")
-  p.add_argument("--start", type=int, default=HELDOUT_START, help="first held-out world index")
-  p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
-  p.add_argument("--out", default="", help="JSON path (default: WORKDIR/eval/heldout_step_<step>.json)")
-  args = p.parse_args(argv)
   from jaxface.data import synthetic
+  from jaxface.eval import heldout
   from jaxface.train import parser
-  model = parser.load_parser(args.workdir, args.step)
-  result = evaluate(model, model.config.data, args.num, args.start, class_names=list(synthetic.CLASSES))
-  result["step"] = model.step
-  out = args.out or os.path.join(args.workdir, "eval", f"heldout_step_{model.step}.json")
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  with open(out, "w") as f:
-    json.dump(result, f, indent=2)
-  print(json.dumps(result, indent=2))
-  print(f"wrote {out}")
-
+  heldout.main(argv, prog="python -m jaxface.eval.segmentation", description=__doc__.splitlines()[0],
+               workdir_help="a parser training workdir (configs/parser.py)", default_num=512,
+               default_start=HELDOUT_START, load=parser.load_parser,
+               evaluate=lambda model, num, start: evaluate(model, model.config.data, num, start,
+                                                           class_names=list(synthetic.CLASSES)))
 
 if __name__ == "__main__":
   main()
