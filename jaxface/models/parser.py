@@ -15,35 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxface.models.resnet import STAGES, Block
-
-
-class Encoder(nn.Module):
-  """(N, H, W, 3) -> [stem (H/2), C2 (H/4), C3 (H/8), C4 (H/16), C5 (H/32)] feature maps.
-
-  `width` is the first stage's channel count (torchvision: 64; stages double it). Narrower encoders keep the
-  ResNet layout at a fraction of the FLOPs (width 32: ~1/4), which is what a CPU can train in an hour."""
-  depth: int = 18
-  width: int = 64
-  train: bool = False
-  dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    sizes, kind = STAGES[self.depth]
-    x = nn.Conv(self.width, (7, 7), (2, 2), [(3, 3), (3, 3)], use_bias=False, dtype=self.dtype,
-                param_dtype=jnp.float32, name="conv1")(x.astype(self.dtype))
-    x = nn.BatchNorm(use_running_average=not self.train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-                     param_dtype=jnp.float32, name="bn1")(x)
-    stem = nn.relu(x)
-    x = nn.max_pool(stem, (3, 3), (2, 2), [(1, 1), (1, 1)])
-    feats = [stem]
-    for i, n in enumerate(sizes):
-      for j in range(n):
-        x = Block(self.width * 2 ** i, 2 if (j == 0 and i > 0) else 1, kind == "bottleneck", self.train, self.dtype,
-                  name=f"layer{i + 1}_{j}")(x)
-      feats.append(x)
-    return feats
+from jaxface.models.resnet import Encoder  # noqa: F401  (re-exported: the parser's backbone)
 
 
 def _upsample(x, hw):

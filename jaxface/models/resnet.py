@@ -41,25 +41,50 @@ class Block(nn.Module):
     return nn.relu(y + x)
 
 
+def _stem_and_stages(x, depth, width, train, dtype):
+  """The torchvision ResNet layout, built inside the calling module's compact method (so parameter names are
+  conv1, bn1, layer{i}_{j} in that module): returns [stem (H/2), C2 (H/4), ..., C5 (H/32)] feature maps."""
+  sizes, kind = STAGES[depth]
+  x = nn.Conv(width, (7, 7), (2, 2), [(3, 3), (3, 3)], use_bias=False, dtype=dtype, param_dtype=jnp.float32,
+              name="conv1")(x.astype(dtype))
+  x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32,
+                   name="bn1")(x)
+  stem = nn.relu(x)
+  x = nn.max_pool(stem, (3, 3), (2, 2), [(1, 1), (1, 1)])
+  feats = [stem]
+  for i, n in enumerate(sizes):
+    for j in range(n):
+      x = Block(width * 2 ** i, 2 if (j == 0 and i > 0) else 1, kind == "bottleneck", train, dtype,
+                name=f"layer{i + 1}_{j}")(x)
+    feats.append(x)
+  return feats
+
+
 class ResNet(nn.Module):
-  """(N, H, W, 3) -> (N, C) globally average-pooled features (C = 512 basic / 2048 bottleneck)."""
+  """(N, H, W, 3) -> (N, C) globally average-pooled features (C = 8·width basic / 32·width bottleneck)."""
   depth: int = 50
+  train: bool = False
+  dtype: jnp.dtype = jnp.float32
+  width: int = 64  # first stage's channels (64 = torchvision; stages double it)
+
+  @nn.compact
+  def __call__(self, x):
+    return _stem_and_stages(x, self.depth, self.width, self.train, self.dtype)[-1].astype(jnp.float32).mean((1, 2))
+
+
+class Encoder(nn.Module):
+  """(N, H, W, 3) -> [stem (H/2), C2 (H/4), C3 (H/8), C4 (H/16), C5 (H/32)] feature maps, same layout and names.
+
+  `width` is the first stage's channel count. Narrower encoders keep the ResNet layout at a fraction of the FLOPs
+  (width 32: ~1/4), which is what a CPU can train in an hour."""
+  depth: int = 18
+  width: int = 64
   train: bool = False
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    sizes, kind = STAGES[self.depth]
-    x = nn.Conv(64, (7, 7), (2, 2), [(3, 3), (3, 3)], use_bias=False, dtype=self.dtype,
-                param_dtype=jnp.float32, name="conv1")(x.astype(self.dtype))
-    x = nn.BatchNorm(use_running_average=not self.train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-                     param_dtype=jnp.float32, name="bn1")(x)
-    x = nn.max_pool(nn.relu(x), (3, 3), (2, 2), [(1, 1), (1, 1)])
-    for i, n in enumerate(sizes):
-      for j in range(n):
-        x = Block(64 * 2 ** i, 2 if (j == 0 and i > 0) else 1, kind == "bottleneck", self.train, self.dtype,
-                  name=f"layer{i + 1}_{j}")(x)
-    return x.astype(jnp.float32).mean((1, 2))
+    return _stem_and_stages(x, self.depth, self.width, self.train, self.dtype)
 
 
 def convert_torch(sd, prefix=""):

@@ -1,5 +1,5 @@
 """A narrow R-Net for CPU training: models/rnet.RNet's design (ResNet -> global pool -> zero-initialised dense
-head to the coefficients) on a ResNet-layout encoder whose base width is configurable (models/parser.Encoder).
+head to the coefficients) on a ResNet-layout encoder whose base width is configurable (models/resnet.Encoder).
 
 At width 64 use models/rnet.RNet itself (torchvision layout, loadable from Deep3DFaceRecon weights); this module
 exists because a 64-wide ResNet-18 at 64x64 costs ~0.3 GFLOP per image forward, which a shared 2-core CPU
@@ -9,7 +9,7 @@ cannot train to convergence in an hour, while width 16-32 keeps the depth and re
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxface.models.parser import Encoder
+from jaxface.models.resnet import Encoder
 
 
 class NarrowRNet(nn.Module):
