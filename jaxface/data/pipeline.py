@@ -26,6 +26,7 @@ import numpy as np
 from jaxface.data import images
 from jaxface.data import sources as sources_lib
 from jaxface.errors import CheckpointError, ConfigError, DataError
+from jaxface.convert import flatten
 
 _BAD, _ERR = "__bad__", "__error__"                     # marker fields of a record that failed to load
 _SKIPPED, _BAD_KEY, _BAD_ERR = "__skipped__", "__bad_key__", "__bad_error__"   # riding along in batches
@@ -36,20 +37,10 @@ def _get(cfg, key, default=None):
   return sources_lib._get(cfg, key, default)  # pylint: disable=protected-access
 
 
-def _flatten_numeric(record, prefix=""):
+def _flatten_numeric(record):
   """Top-level and nested numeric fields of a record as {"a/b": np.ndarray}; strings/bytes are dropped."""
-  out = {}
-  for k, v in record.items():
-    name = f"{prefix}{k}"
-    if isinstance(v, dict):
-      out.update(_flatten_numeric(v, name + "/"))
-      continue
-    if isinstance(v, (bytes, bytearray, str)):
-      continue
-    a = np.asarray(v)
-    if a.dtype.kind in "biuf":
-      out[name] = a
-  return out
+  return {k: np.asarray(v) for k, v in flatten(record).items()
+          if not isinstance(v, (bytes, bytearray, str)) and np.asarray(v).dtype.kind in "biuf"}
 
 
 def record_to_example(record, resolution):
