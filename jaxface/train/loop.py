@@ -6,6 +6,8 @@ A method is a module in jaxface/train/ with:
                                                    pure; `phase` is static (e.g. which lazy regularizers run)
   phase(config, step) -> hashable                  the static phase for the step about to run
   make_data(config) -> iterator                    this host's slices of global batches, with get/set_state
+  prepare(config) -> config                        optional; host work before the state exists (e.g. training
+                                                   missing frozen experts), may fill config fields
   samples(config) -> fn(state) -> images           optional; a grid at fixed inputs, [N, H, W, 3] in [-1, 1]
   evaluate(config, state, workdir) -> dict         optional; run at the end, written to workdir/eval/
 Everything else happens here, read top to bottom: mesh, state created already sharded, restore, jit with donated
@@ -53,6 +55,8 @@ def _to_host_scalars(metrics):
 def train(config, workdir):
   """Trains `config` in `workdir`, resuming from its newest checkpoint. Returns the final state."""
   method = get_method(config)
+  if hasattr(method, "prepare"):
+    config = method.prepare(config)
   # ---------------------------------------------------------------------------------------------- mesh
   mesh = parallel.make_mesh(config.mesh)
   parallel.check_batch_size(config.batch_size, mesh)

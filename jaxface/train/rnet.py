@@ -230,7 +230,7 @@ def read_checkpoint(workdir, step=None, trainer=None):
   """(config, state as numpy, step) of the newest (or given) checkpoint in a training workdir."""
   import orbax.checkpoint as ocp
   cfg_path = os.path.join(workdir, "config.json")
-  ckpt_dir = os.path.join(workdir, "checkpoints")
+  ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")  # Orbax wants absolute paths
   if not os.path.isfile(cfg_path):
     raise CheckpointError(f"{workdir!r} has no config.json; pass the --workdir of a finished or running "
                           f"training run.")

@@ -1,0 +1,394 @@
+"""DiscoFaceGAN evaluation: control accuracy, identity consistency, Disentanglement Score, FID.
+
+All measured with the run's own frozen experts (R-Net re-estimates pose, expression, light and landmarks; the
+identity net embeds), on G_ema without truncation unless config.eval says otherwise:
+  control     request λ (drawn from the priors), generate, re-estimate: yaw/pitch/roll error (degrees), landmark
+              error (% of the image width, R-Net landmarks of the fake vs the render of λ), light error
+              (mean |γ̃ - γ|). On the synthetic world also the floor: the same R-Net on real images of known λ.
+  identity    mean identity cosine between two fakes that share identity and differ in pose, expression or
+              light; on the synthetic world divided by the same statistic of real image pairs (same identity,
+              another pose/expression/light), the acceptance ratio.
+  DS          GAN-Control's Disentanglement Score (research §8.2): for factor i, groups where only i varies;
+              per attribute (identity embedding, R-Net expression, angles, light) the mean pairwise distance
+              within a group, averaged over groups and normalized by the same statistic over real images;
+              DS_i = Π_{j≠i} σ_i / σ_j. Synthetic world: also the DS of real groups (only one true factor
+              varies), the ceiling the generator is compared with.
+  FID         Inception pool3 (jaxface.assets "fid_inception") of eval.fid_samples fakes vs as many reals.
+`evaluate(config, state, workdir)` runs them all, writes factor-sweep grids to workdir/samples/ and returns one
+dict (the loop writes it to workdir/eval/step_N.json).
+  python -m jaxface.eval.disco --workdir W [--step N]      # re-score a checkpoint
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxface.errors import cli
+
+FACTORS = ("id", "exp", "gamma", "angle")          # what a group varies (z factors)
+ATTRIBUTES = ("id", "exp", "gamma", "angle")       # what the experts measure, paired with FACTORS
+
+
+# ------------------------------------------------------------------------------------------------- measuring
+
+class Measure:
+  """Expert read-outs of images in [-1, 1], batched and jitted once."""
+
+  def __init__(self, gen):
+    ex, frozen = gen.experts, gen.frozen
+    self._recon = jax.jit(lambda x: ex.recon(frozen, x))
+    self._embed = jax.jit(lambda x: ex.identity(frozen, x))
+    self.batch = int(gen.config.eval.batch_size)
+
+  def _batched(self, fn, images):
+    outs = [jax.device_get(fn(jnp.asarray(images[i:i + self.batch]))) for i in range(0, len(images), self.batch)]
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+
+  def recon(self, images):
+    return self._batched(self._recon, images)
+
+  def embed(self, images):
+    return self._batched(self._embed, images)
+
+  def attributes(self, images):
+    r = self.recon(images)
+    return {"id": self.embed(images), "exp": r["coeffs"]["exp"], "gamma": r["gamma"], "angle": r["coeffs"]["angle"]}
+
+
+def _generate(gen, blocks, noise, psi):
+  n, out = len(blocks["id"]), []
+  b = int(gen.config.eval.batch_size)
+  for i in range(0, n, b):
+    part = {k: v[i:i + b] for k, v in blocks.items()}
+    out.append(np.asarray(gen.generate(part, noise[i:i + b], psi)))
+  return np.concatenate(out)
+
+
+def _draw(gen, seed, n):
+  blocks = gen.random_blocks(seed, n)
+  noise = np.asarray(jax.random.normal(jax.random.key(seed + 555), (n, gen.noise_dim)))
+  return blocks, noise
+
+
+def _control_errors(rec, blocks, target_lm, width):
+  deg = np.rad2deg(np.abs(rec["coeffs"]["angle"] - blocks["angle"]))
+  lm = np.linalg.norm(rec["landmarks"] - target_lm, axis=-1).mean(-1) / width * 100.0
+  out = {}
+  for i, name in enumerate(("pitch", "yaw", "roll")):
+    out[f"{name}_err_deg_median"] = float(np.median(deg[:, i]))
+    out[f"{name}_err_deg_mean"] = float(deg[:, i].mean())
+  out["landmark_err_pct_mean"] = float(lm.mean())
+  out["landmark_err_pct_median"] = float(np.median(lm))
+  out["light_err_mean_abs"] = float(np.abs(rec["gamma"] - blocks["gamma"]).mean())
+  return out
+
+
+def control(gen, measure, n, psi, seed=101):
+  """Requested vs re-estimated factors of n fakes."""
+  from jaxface.train import disco
+  blocks, noise = _draw(gen, seed, n)
+  fakes = _generate(gen, blocks, noise, psi)
+  target = []
+  for i in range(0, n, measure.batch):
+    part = {k: jnp.asarray(v[i:i + measure.batch]) for k, v in blocks.items()}
+    target.append(np.asarray(disco.render_targets(gen.experts, gen.frozen, part, gen.resolution)["landmarks"]))
+  return _control_errors(measure.recon(fakes), blocks, np.concatenate(target), gen.resolution)
+
+
+def identity_consistency(gen, measure, n, psi, seed=202):
+  """Mean identity cosine of fake pairs sharing identity (and ε) but not pose / expression / light."""
+  blocks, noise = _draw(gen, seed, n)
+  base = measure.embed(_generate(gen, blocks, noise, psi))
+  out = {}
+  for factor, name in (("angle", "pose"), ("exp", "expression"), ("gamma", "light")):
+    other = dict(blocks)
+    other.update(gen.factor_blocks(factor, seed + 1000 + len(out), n))
+    emb = measure.embed(_generate(gen, other, noise, psi))
+    out[name] = float(np.mean(np.sum(base * emb, -1)))
+  shuffled = np.roll(base, 1, axis=0)
+  out["different_identity"] = float(np.mean(np.sum(base * shuffled, -1)))
+  out["mean_same_identity"] = float(np.mean([out["pose"], out["expression"], out["light"]]))
+  return out
+
+
+def _pairwise(x):
+  """Mean pairwise Euclidean distance within each group: x [G, K, D] -> [G]."""
+  d = np.linalg.norm(x[:, :, None] - x[:, None, :], axis=-1)
+  k = x.shape[1]
+  return d.sum((1, 2)) / (k * (k - 1))
+
+
+def _spreads(attrs, groups, size):
+  return {a: float(_pairwise(np.asarray(v, np.float64).reshape(groups, size, -1)).mean()) for a, v in attrs.items()}
+
+
+def ds_from_spreads(spreads, real_spread):
+  """{factor: {attr: σ}} -> DS per factor and their mean, σ normalized by the real-image spread."""
+  norm = {f: {a: spreads[f][a] / max(real_spread[a], 1e-12) for a in ATTRIBUTES} for f in spreads}
+  ds = {}
+  for f, a_i in zip(FACTORS, ATTRIBUTES):
+    if f in norm:
+      ds[f] = float(np.prod([norm[f][a_i] / max(norm[f][a], 1e-12) for a in ATTRIBUTES if a != a_i]))
+  return {"ds": ds, "ds_mean": float(np.mean(list(ds.values()))), "normalized_spreads": norm}
+
+
+def generated_groups(gen, measure, groups, size, psi, seed=303):
+  """{factor: {attr: σ}}: for each factor, `groups` groups of `size` fakes in which only that factor varies."""
+  spreads = {}
+  for fi, factor in enumerate(FACTORS):
+    base, noise = _draw(gen, seed + fi, groups)
+    rows = {k: np.repeat(v, size, 0) for k, v in base.items()}
+    new = gen.factor_blocks(factor, seed + 100 + fi, groups * size)
+    rows.update(new)
+    images = _generate(gen, rows, np.repeat(noise, size, 0), psi)
+    spreads[factor] = _spreads(measure.attributes(images), groups, size)
+  return spreads
+
+
+# ------------------------------------------------------------------------------------------------- real references
+
+def _world_images(config, factor_list):
+  from jaxface.data import synthetic, synthetic_factors as sf
+  world = sf.as_world_config(config.data)
+  fs = sf.stack(factor_list)
+  fs["trans"] = np.zeros_like(fs["trans"])  # aligned, as the training reals
+  out = synthetic._jitted(int(config.data.resolution), world)({k: fs[k] for k in synthetic.RENDER_KEYS})
+  return np.asarray(out["image"]) * 2.0 - 1.0, fs
+
+
+def _world_sample(config, index):
+  from jaxface.data import synthetic_factors as sf
+  return sf.sample_factors(index, sf.as_world_config(config.data))
+
+
+def _with_identity(f, g, config):
+  """Sample g with f's identity (all per-identity fields)."""
+  from jaxface.data import synthetic_factors as sf
+  ident = sf.identity_factors(int(f["identity"]), sf.as_world_config(config.data))
+  out = dict(g)
+  out.update(ident)
+  return out
+
+
+def _replace(f, g, keys):
+  out = dict(f)
+  for k in keys:
+    out[k] = g[k]
+  return out
+
+
+WORLD_FACTOR_KEYS = {"exp": ("exp",), "gamma": ("gamma",), "angle": ("angle",)}
+HELDOUT = 2_000_000_000  # world indices far from anything trained on
+
+
+def real_references(config, measure, groups, size, n):
+  """On the synthetic world: R-Net's control floor, real same-identity cosine, real DS groups and spreads."""
+  per = measure.batch
+  out = {}
+  # Control floor: R-Net on aligned real images with known λ.
+  facts = [_world_sample(config, HELDOUT + i) for i in range(n)]
+  recs, blocks, lms = [], [], []
+  for i in range(0, n, per):
+    imgs, fs = _world_images(config, facts[i:i + per])
+    recs.append(measure.recon(imgs))
+    blocks.append({k: fs[k] for k in ("angle", "gamma")})
+    lms.append(np.asarray(_world_landmarks(config, fs)))
+  rec = jax.tree.map(lambda *xs: np.concatenate(xs), *recs)
+  blk = {k: np.concatenate([b[k] for b in blocks]) for k in ("angle", "gamma")}
+  out["control_floor"] = _control_errors(rec, blk, np.concatenate(lms), int(config.data.resolution))
+  # Same-identity cosine of real pairs: identity kept, pose / expression / light of another sample.
+  base_imgs = np.concatenate([_world_images(config, facts[i:i + per])[0] for i in range(0, n, per)])
+  base = measure.embed(base_imgs)
+  same = {}
+  for j, (name, factor) in enumerate((("pose", "angle"), ("expression", "exp"), ("light", "gamma"))):
+    other = [_replace(f, _world_sample(config, HELDOUT + 10_000 * (j + 1) + i), WORLD_FACTOR_KEYS[factor])
+             for i, f in enumerate(facts)]
+    emb = measure.embed(np.concatenate([_world_images(config, other[i:i + per])[0] for i in range(0, n, per)]))
+    same[name] = float(np.mean(np.sum(base * emb, -1)))
+  same["different_identity"] = float(np.mean(np.sum(base * np.roll(base, 1, 0), -1)))
+  same["mean_same_identity"] = float(np.mean([same["pose"], same["expression"], same["light"]]))
+  out["identity_real"] = same
+  # Real spread (normalizer): random real images in groups; and real DS groups (one true factor varies).
+  out["real_spread"] = _spreads(measure.attributes(base_imgs[:groups * size]), groups, size) \
+      if n >= groups * size else None
+  spreads = {}
+  for fi, factor in enumerate(FACTORS):
+    rows = []
+    for g in range(groups):
+      anchor = _world_sample(config, HELDOUT + 500_000 + 1000 * fi + g)
+      for k in range(size):
+        other = _world_sample(config, HELDOUT + 700_000 + 10_000 * fi + g * size + k)
+        # Only `factor` changes: another identity on the anchor's sample, or the anchor with another's factor.
+        rows.append(_with_identity(other, anchor, config) if factor == "id" else
+                    _replace(anchor, other, WORLD_FACTOR_KEYS[factor]))
+    imgs = np.concatenate([_world_images(config, rows[i:i + per])[0] for i in range(0, len(rows), per)])
+    spreads[factor] = _spreads(measure.attributes(imgs), groups, size)
+  out["real_group_spreads"] = spreads
+  return out
+
+
+def _world_landmarks(config, fs):
+  """The face model's 68 landmarks of world factors (translation 0) at the data resolution."""
+  from jaxface.losses import recon as recon_losses
+  from jaxface.train import rnet as rnet_lib
+  fm = rnet_lib.face_model(int(config.data.level))
+  cam = rnet_lib.camera(config.data)
+  coeffs = {k: jnp.asarray(fs[k]) for k in ("id", "exp", "angle", "trans")}
+  return jax.vmap(lambda c: recon_losses.landmark_points(fm, c, cam, int(config.data.resolution)))(coeffs)
+
+
+# ------------------------------------------------------------------------------------------------- FID
+
+def fid(gen, n, psi, config, seed=404):
+  from jaxface.models import inception
+  apply, variables = inception.load()
+  feats = jax.jit(lambda x: apply(variables, x))
+  blocks, noise = _draw(gen, seed, n)
+  fake = _generate(gen, blocks, noise, psi)
+  real = _real_images(config, n)
+  f_fake = np.concatenate([np.asarray(feats((fake[i:i + 16] + 1) * 127.5)) for i in range(0, n, 16)])
+  f_real = np.concatenate([np.asarray(feats((real[i:i + 16] + 1) * 127.5)) for i in range(0, n, 16)])
+  return float(frechet_distance(f_fake, f_real))
+
+
+def _real_images(config, n):
+  if config.data.kind == "synthetic":
+    facts = [_world_sample(config, HELDOUT + 900_000 + i) for i in range(n)]
+    return np.concatenate([_world_images(config, facts[i:i + 32])[0] for i in range(0, n, 32)])
+  from jaxface.train import common
+  it = common.data_iterator(config)
+  out = []
+  while sum(len(x) for x in out) < n:
+    out.append(np.asarray(next(it)["image"], np.float32) / 127.5 - 1.0)
+  return np.concatenate(out)[:n]
+
+
+def frechet_distance(a, b):
+  """FID between feature sets [N, D] (float64 moments, scipy's matrix square root)."""
+  import scipy.linalg
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  mu1, mu2 = a.mean(0), b.mean(0)
+  s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+  covmean, _ = scipy.linalg.sqrtm(s1 @ s2, disp=False)
+  covmean = covmean.real
+  return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+# ------------------------------------------------------------------------------------------------- all
+
+def evaluate_generator(gen, workdir=None):
+  config, e = gen.config, gen.config.eval
+  psi = float(e.get("psi", 1.0))
+  measure = Measure(gen)
+  out = {"step": gen.step, "psi": psi}
+  out["control"] = control(gen, measure, int(e.control_samples), psi)
+  out["identity"] = identity_consistency(gen, measure, int(e.control_samples), psi)
+  spreads = generated_groups(gen, measure, int(e.groups), int(e.group_size), psi)
+  if config.data.kind == "synthetic":
+    ref = real_references(config, measure, int(e.groups), int(e.group_size),
+                          max(int(e.control_samples), int(e.groups) * int(e.group_size)))
+    out["control_floor"] = ref["control_floor"]
+    out["identity_real"] = ref["identity_real"]
+    out["identity_ratio"] = out["identity"]["mean_same_identity"] / ref["identity_real"]["mean_same_identity"]
+    real_spread = ref["real_spread"]
+    out["disentanglement"] = ds_from_spreads(spreads, real_spread)
+    out["disentanglement_real"] = ds_from_spreads(ref["real_group_spreads"], real_spread)
+  else:
+    imgs = _real_images(config, int(e.groups) * int(e.group_size))
+    real_spread = _spreads(measure.attributes(imgs), int(e.groups), int(e.group_size))
+    out["disentanglement"] = ds_from_spreads(spreads, real_spread)
+  out["spreads"] = spreads
+  if int(e.fid_samples) > 0:
+    out["fid"] = fid(gen, int(e.fid_samples), psi, config)
+  if workdir is not None:
+    out["sweeps"] = write_sweeps(gen, workdir)
+  return out
+
+
+SWEEPS = (("yaw", "-40:40"), ("pitch", "-20:20"), ("expression", "0:1000"), ("lighting", "0:1000"),
+          ("identity", "0:1000"))
+
+
+def write_sweeps(gen, workdir):
+  """Factor-sweep grids (identities in rows) in workdir/samples/, with the configured truncation."""
+  from jaxface import generate
+  e, paths = gen.config.eval, []
+  cols = int(e.sweep_steps)
+  for key, rng in SWEEPS:
+    lo, hi = (float(v) for v in rng.split(":"))
+    values = list(np.linspace(lo, hi, cols)) if key in generate.ANGLES else list(range(cols))
+    path = os.path.join(workdir, "samples", f"sweep_{key}_{gen.step:07d}.png")
+    generate.write_sweep(gen, path, (key, values), rows=int(e.sweep_identities))
+    paths.append(os.path.relpath(path, workdir))
+  return paths
+
+
+def evaluate(config, state, workdir):
+  """The method's `evaluate` hook: the in-memory final state, scored."""
+  from jaxface.generate import Generator
+  from jaxface.train import disco_experts as dx
+  state = jax.device_get({"G_ema": state["G_ema"], "frozen": state["frozen"], "step": state["step"]})
+  state["frozen"] = dx.restored(state["frozen"])
+  gen = Generator(config, state, int(state["step"]))
+  results = evaluate_generator(gen, workdir)
+  summary = summarize(results)
+  if workdir is not None and jax.process_index() == 0:
+    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+    with open(os.path.join(workdir, "eval", "summary.txt"), "w") as f:
+      f.write(summary + "\n")
+    print(summary)
+  return results
+
+
+def summarize(r):
+  c = r["control"]
+  lines = [f"step {r['step']} (psi {r['psi']}):",
+           f"  control: yaw {c['yaw_err_deg_median']:.2f} deg, pitch {c['pitch_err_deg_median']:.2f} deg (medians); "
+           f"landmarks {c['landmark_err_pct_mean']:.2f}% of width; light |dγ| {c['light_err_mean_abs']:.4f}"]
+  if "control_floor" in r:
+    f = r["control_floor"]
+    lines.append(f"  R-Net floor on real images: yaw {f['yaw_err_deg_median']:.2f} deg, landmarks "
+                 f"{f['landmark_err_pct_mean']:.2f}%, light {f['light_err_mean_abs']:.4f}")
+  i = r["identity"]
+  lines.append(f"  identity cos across pose/exp/light: {i['pose']:.3f}/{i['expression']:.3f}/{i['light']:.3f} "
+               f"(different identities {i['different_identity']:.3f})")
+  if "identity_ratio" in r:
+    lines.append(f"  vs real same-identity {r['identity_real']['mean_same_identity']:.3f}: ratio "
+                 f"{r['identity_ratio']:.3f}")
+  d = r["disentanglement"]
+  lines.append("  DS: " + ", ".join(f"{k} {v:.3g}" for k, v in d["ds"].items()) + f"; mean {d['ds_mean']:.3g}")
+  if "disentanglement_real" in r:
+    lines.append(f"  DS of real groups: mean {r['disentanglement_real']['ds_mean']:.3g}")
+  if "fid" in r:
+    lines.append(f"  FID: {r['fid']:.2f}")
+  return "\n".join(lines)
+
+
+@cli
+def main(argv=None):
+  p = argparse.ArgumentParser(prog="python -m jaxface.eval.disco", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
+  p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
+  args = p.parse_args(sys.argv[1:] if argv is None else argv)
+  from jaxface.generate import Generator
+  gen = Generator.load(args.workdir, args.step)
+  results = evaluate_generator(gen, args.workdir)
+  os.makedirs(os.path.join(args.workdir, "eval"), exist_ok=True)
+  path = os.path.join(args.workdir, "eval", f"step_{gen.step}.json")
+  with open(path, "w") as f:
+    json.dump(results, f, indent=2)
+  with open(os.path.join(args.workdir, "eval", "summary.txt"), "w") as f:
+    f.write(summarize(results) + "\n")
+  print(summarize(results))
+  print(f"wrote {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

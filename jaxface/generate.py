@@ -1,0 +1,323 @@
+"""Controllable generation from a trained DiscoFaceGAN workdir: a Python API and a factor-sweep CLI.
+
+  from jaxface import Generator
+  g = Generator.load("workdirs/disco")
+  images = g.sample(identity=3, expression=0, pose=[0, 30, 0], lighting=5)     # uint8 [1, R, R, 3]
+
+Each factor is an int seed (its z is drawn from N(0, I) with that seed and decoded by the frozen prior) or
+explicit λ values: identity [n_id + n_tex], expression [n_exp], pose [3] = (pitch, yaw, roll) in degrees,
+lighting [27] SH coefficients; a leading batch axis is optional. λ is what the generator consumes, so explicit
+values are exact requests (research §2.1: z magnitudes mean nothing, λ is physical).
+Generation uses the attribute-preserving truncation (identity part of w pulled toward the mean identity on
+the first layers; ψ = config.truncation.psi, 1 = off).
+
+  python -m jaxface.generate --workdir W --out grid.png [--seed S] [--rows 4] [--vary yaw=-40:40:9]
+                             [--set pitch=10,expression=3,smile_l=0.8] [--psi 0.7] [--step N]
+--vary/--set keys: yaw, pitch, roll (degrees), identity, expression, lighting, noise (seeds; a --vary range of
+seeds is start:stop[:count]), and, on the synthetic face model, a named expression unit (smile_l, jaw_open,
+...; value 0..1). Rows are identities seed, seed+1, ...; columns the varied factor.
+"""
+
+import argparse
+import functools
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxface.errors import ConfigError, UserError, cli
+
+ANGLES = ("pitch", "yaw", "roll")  # λ angle order (x, y, z), radians
+SEED_FACTORS = {"identity": "id", "expression": "exp", "lighting": "gamma", "pose": "angle"}
+
+
+class Generator:
+  """A trained DiscoFaceGAN: G_ema, the frozen priors and face model, and the truncation's mean identity w."""
+
+  def __init__(self, config, state, step):
+    from jaxface.train import disco
+    from jaxface.train import disco_experts as dx
+    self.config, self.step = config, step
+    self.G = disco.generator(config)
+    self.experts = dx.functions(config)
+    self.params = jax.tree.map(jnp.asarray, state["G_ema"])
+    self.frozen = jax.tree.map(jnp.asarray, dx.restored(state["frozen"]))
+    self.resolution = int(config.model.resolution)
+    self.noise_dim = int(config.model.noise_dim)
+    self.num_ws = self.G.num_ws
+    layers = int(config.truncation.layers) or max(1, round(self.num_ws * 8 / 14))  # released: 8 of 14 at 256
+    self.trunc_layers = min(layers, self.num_ws)
+    self._w_bar = None
+    G, experts = self.G, self.experts
+
+    def synth(params, lam, eps, w_bar, psi):
+      z = jnp.concatenate([lam, eps], -1)
+      w = G.apply({"params": params}, z, method="map")
+      lam_id = _identity_only(lam, experts.layout)
+      w_id = G.apply({"params": params}, jnp.concatenate([lam_id, jnp.zeros_like(eps)], -1), method="map")
+      ws = jnp.broadcast_to(w[:, None], (w.shape[0], G.num_ws, w.shape[-1]))
+      shift = (1.0 - psi) * (w_bar - w_id)
+      layer = (jnp.arange(G.num_ws) < self.trunc_layers)[None, :, None]
+      ws = ws + jnp.where(layer, shift[:, None], 0.0)
+      return G.apply({"params": params}, ws, noise_mode="const", method="synthesize")
+
+    self._synth = jax.jit(synth)
+    self._decode = jax.jit(experts.decode)
+
+  # --------------------------------------------------------------------------------------------- loading
+
+  @classmethod
+  def load(cls, workdir, step=None):
+    """The newest (or given) checkpoint of a `configs/disco.py` training in `workdir`."""
+    from jaxface.train import rnet as rnet_lib
+    config, state, step = rnet_lib.read_checkpoint(workdir, step, trainer="disco")
+    return cls(config, state, step)
+
+  # --------------------------------------------------------------------------------------------- λ
+
+  @property
+  def w_bar(self):
+    """Mean identity w: E over z_id and ε of map([λ_id, 0, ε]) (released: 50,000 samples)."""
+    if self._w_bar is None:
+      n = int(self.config.truncation.w_bar_samples)
+      key = jax.random.key(1)
+      lat = self.experts.latent
+      params, G, layout = self.params, self.G, self.experts.layout
+
+      @functools.partial(jax.jit, static_argnums=1)
+      def batch_mean(k, m):
+        k1, k2 = jax.random.split(k)
+        z = {f: jax.random.normal(jax.random.fold_in(k1, i), (m, s)) for i, (f, s) in enumerate(lat.items())}
+        lam = self._lambda_from_blocks(self.experts.decode(self.frozen, z))
+        eps = jax.random.normal(k2, (m, self.noise_dim))
+        w = G.apply({"params": params}, jnp.concatenate([_identity_only(lam, layout), eps], -1), method="map")
+        return w.mean(0)
+
+      chunk = min(n, 1024)
+      means = [batch_mean(jax.random.fold_in(key, i), chunk) for i in range(max(1, n // chunk))]
+      self._w_bar = jnp.mean(jnp.stack(means), 0)
+    return self._w_bar
+
+  @staticmethod
+  def _lambda_from_blocks(blocks):
+    from jaxface.train import disco_experts as dx
+    return dx.flat_lambda(blocks)
+
+  def random_blocks(self, seed, n):
+    """λ blocks of `n` samples whose every factor is drawn with `seed`."""
+    lat = self.experts.latent
+    z = {f: _z(seed, f, lat, n) for f in lat}
+    return {k: np.array(v) for k, v in self._decode(self.frozen, z).items()}  # writable copies
+
+  def factor_blocks(self, factor, seed, n):
+    """The λ blocks of one factor ("id", "exp", "gamma", "angle") drawn with `seed`."""
+    lat = self.experts.latent
+    z = {f: jnp.zeros((n, s)) for f, s in lat.items()}
+    z[factor] = _z(seed, factor, lat, n)
+    blocks = {k: np.array(v) for k, v in self._decode(self.frozen, z).items()}
+    from jaxface.models import vae as vae_lib
+    return {b: blocks[b] for b in vae_lib.FACTOR_BLOCKS[factor]}
+
+  def lambdas(self, n=1, seed=0, identity=None, expression=None, pose=None, lighting=None):
+    """λ blocks {id, tex, exp, angle, gamma} [n, ...]: unset factors from `seed`, the rest as documented."""
+    blocks = self.random_blocks(seed, n)
+    lay = self.experts.layout
+    for arg, factor in ((identity, "id"), (expression, "exp"), (lighting, "gamma"), (pose, "angle")):
+      if arg is None:
+        continue
+      if isinstance(arg, (int, np.integer)):
+        blocks.update(self.factor_blocks(factor, arg, n))
+        continue
+      a = np.asarray(arg, np.float32)
+      a = a[None] if a.ndim == 1 else a
+      if factor == "id":
+        want = lay.n_id + lay.n_tex
+        _check_len(a, want, "identity")
+        blocks["id"], blocks["tex"] = _rows(a[:, :lay.n_id], n), _rows(a[:, lay.n_id:], n)
+      elif factor == "angle":
+        _check_len(a, 3, "pose (pitch, yaw, roll in degrees)")
+        blocks["angle"] = _rows(np.deg2rad(a), n)
+      else:
+        size = lay.n_exp if factor == "exp" else 27
+        _check_len(a, size, "expression" if factor == "exp" else "lighting")
+        blocks[factor] = _rows(a, n)
+    return blocks
+
+  # --------------------------------------------------------------------------------------------- images
+
+  def generate(self, blocks, noise=0, psi=None):
+    """Images [n, R, R, 3] in [-1, 1] from λ blocks; noise: seed or ε [n, noise_dim]."""
+    lam = jnp.asarray(self._lambda_from_blocks({k: jnp.asarray(v) for k, v in blocks.items()}))
+    n = lam.shape[0]
+    if isinstance(noise, (int, np.integer)):
+      eps = jax.random.normal(jax.random.key(int(noise) + 10_007), (1, self.noise_dim))
+      eps = jnp.broadcast_to(eps, (n, self.noise_dim))
+    else:
+      eps = jnp.asarray(_rows(np.asarray(noise, np.float32).reshape(-1, self.noise_dim), n))
+    psi = float(self.config.truncation.psi if psi is None else psi)
+    w_bar = self.w_bar if psi != 1.0 else jnp.zeros((self.G.w_dim,), jnp.float32)
+    return self._synth(self.params, lam, eps, w_bar, psi)
+
+  def sample(self, identity=None, expression=None, pose=None, lighting=None, noise=None, n=1, seed=0, psi=None):
+    """uint8 images [n, R, R, 3]; see the module docstring for the factor arguments."""
+    blocks = self.lambdas(n, seed, identity, expression, pose, lighting)
+    img = self.generate(blocks, seed if noise is None else noise, psi)
+    return to_uint8(img)
+
+  def render(self, blocks):
+    """The 3DMM render of λ blocks (the imitation target), [n, R, R, 3] in [-1, 1]."""
+    from jaxface.train import disco
+    rendered = disco.render_targets(self.experts, self.frozen, {k: jnp.asarray(v) for k, v in blocks.items()},
+                                    self.resolution)
+    return rendered["image"] * 2.0 - 1.0
+
+
+def _z(seed, factor, latent, n):
+  """z of one factor for a seed: the same draw whether the other factors share the seed or not."""
+  index = list(latent).index(factor)
+  return jax.random.normal(jax.random.fold_in(jax.random.key(int(seed)), index), (n, latent[factor]))
+
+
+def _identity_only(lam, layout):
+  """λ with everything but identity (id, tex) zeroed: the released truncation's w_id input."""
+  n_keep = layout.n_id + layout.n_tex
+  return jnp.concatenate([lam[:, :n_keep], jnp.zeros_like(lam[:, n_keep:])], -1)
+
+
+def _check_len(a, want, what):
+  if a.ndim != 2 or a.shape[-1] != want:
+    raise ConfigError(f"{what} values must have {want} entries (optionally a leading batch axis), got shape "
+                      f"{a.shape}.")
+
+
+def _rows(a, n):
+  if a.shape[0] == n:
+    return a
+  if a.shape[0] == 1:
+    return np.repeat(a, n, 0)
+  raise ConfigError(f"got {a.shape[0]} rows of factor values for {n} samples; pass 1 or {n}.")
+
+
+def to_uint8(images):
+  return np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------------- sweeps
+
+def _expression_names(gen):
+  if gen.config.experts.source != "synthetic":
+    return ()
+  from jaxface.render import mp468_bases
+  return mp468_bases.EXPRESSIONS
+
+
+def _parse_range(text, key, seeds):
+  parts = text.split(":")
+  try:
+    if seeds:
+      lo, hi = int(parts[0]), int(parts[1])
+      return [float(v) for v in range(lo, hi)] if len(parts) == 2 else \
+          [float(round(v)) for v in np.linspace(lo, hi, int(parts[2]))]
+    lo, hi = float(parts[0]), float(parts[1])
+    return [float(v) for v in np.linspace(lo, hi, int(parts[2]) if len(parts) > 2 else 7)]
+  except (ValueError, IndexError):
+    raise ConfigError(f"--vary {key}={text}: expected start:stop[:count]") from None
+
+
+def apply_setting(gen, blocks, key, value, rows):
+  """Sets one factor of λ blocks [rows, ...] in place: angles in degrees, seeds, or a named expression unit."""
+  if key in ANGLES:
+    blocks["angle"][:, ANGLES.index(key)] = np.deg2rad(value)
+  elif key in SEED_FACTORS:
+    blocks.update(gen.factor_blocks(SEED_FACTORS[key], int(value), rows))
+  elif key in _expression_names(gen):
+    blocks["exp"][:, _expression_names(gen).index(key)] = value
+  elif key == "noise":
+    pass  # handled by the caller
+  else:
+    names = list(ANGLES) + list(SEED_FACTORS) + ["noise"] + list(_expression_names(gen))
+    raise ConfigError(f"unknown factor {key!r}; valid: {', '.join(names)}.")
+
+
+def sweep(gen, vary, settings=(), seed=0, rows=4, psi=None):
+  """Images [rows, cols, R, R, 3] in [-1, 1]: identity seed+i in row i, `vary` = (key, values) along columns,
+  `settings` = ((key, value), ...) fixed everywhere."""
+  key, values = vary
+  out = []
+  for r in range(rows):
+    base = gen.lambdas(1, seed + r, identity=seed + r)
+    base = {k: np.repeat(v, len(values), 0) for k, v in base.items()}
+    noise = seed + r
+    for k, v in settings:
+      if k == "noise":
+        noise = int(v)
+      else:
+        apply_setting(gen, base, k, v, len(values))
+    if key == "noise":
+      imgs = [gen.generate({k: v[:1] for k, v in base.items()}, int(v), psi) for v in values]
+      out.append(jnp.concatenate(imgs, 0))
+      continue
+    for c, v in enumerate(values):
+      col = {k: x[c:c + 1].copy() for k, x in base.items()}
+      apply_setting(gen, col, key, v, 1)
+      for k in base:
+        base[k][c] = col[k][0]
+    out.append(gen.generate(base, noise, psi))
+  return jnp.stack(out)
+
+
+def write_sweep(gen, path, vary, settings=(), seed=0, rows=4, psi=None):
+  from jaxface import metrics
+  grid = sweep(gen, vary, settings, seed, rows, psi)
+  r, c = grid.shape[:2]
+  metrics.save_png(path, metrics.image_grid(np.asarray(grid).reshape((r * c,) + grid.shape[2:]), cols=c))
+  return path
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+def parse_args(argv):
+  p = argparse.ArgumentParser(prog="python -m jaxface.generate", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
+  p.add_argument("--out", required=True, help="PNG path of the grid")
+  p.add_argument("--seed", type=int, default=0, help="first identity seed (rows are seed, seed+1, ...)")
+  p.add_argument("--rows", type=int, default=4, help="identities (rows)")
+  p.add_argument("--vary", default="yaw=-40:40:9", help="factor=start:stop[:count] along the columns")
+  p.add_argument("--set", default="", help="comma-separated factor=value fixed in every image")
+  p.add_argument("--psi", type=float, default=None, help="truncation psi (default: the config's; 1 = off)")
+  p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
+  return p.parse_args(argv)
+
+
+@cli
+def main(argv=None):
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  if "=" not in args.vary:
+    raise UserError(f"--vary {args.vary!r}: expected factor=start:stop[:count], e.g. yaw=-40:40:9")
+  key, rng = args.vary.split("=", 1)
+  settings = []
+  for part in filter(None, args.set.split(",")):
+    if "=" not in part:
+      raise UserError(f"--set {part!r}: expected factor=value")
+    k, v = part.split("=", 1)
+    try:
+      settings.append((k, float(v)))
+    except ValueError:
+      raise UserError(f"--set {part!r}: the value must be a number") from None
+  gen = Generator.load(args.workdir, args.step)
+  values = _parse_range(rng, key, seeds=key in SEED_FACTORS or key == "noise")
+  for k, _ in settings + [(key, 0.0)]:
+    apply_setting(gen, gen.lambdas(1, 0), k, 0.0, 1)  # validates names before any work
+  if args.rows < 1:
+    raise UserError("--rows must be >= 1")
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  write_sweep(gen, args.out, (key, values), settings, args.seed, args.rows, args.psi)
+  print(f"wrote {args.out}: {args.rows} identities x {len(values)} values of {key}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
