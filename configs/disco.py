@@ -93,13 +93,13 @@ def get_config(arg=""):
       w_id=3.0,  # identity: masked fake vs render, 1 - cos clipped below at id_clip
       # 1 - cos is clipped below at this (released 0.3 for FaceNet: "need clip! IMPORTANT"). The synthetic identity
       # net is tighter (same identity 1 - cos ~0.04, different ~0.33), so 0.3 would silence the loss there.
-      id_clip=0.3 if real else 0.1,
+      id_clip=0.3 if real else 0.1,  # identity loss floor (see above)
       w_skin=20.0,  # mean colour inside the render mask
       w_exp_warp=10.0,  # stage 2: expression pair, flow-warped consistency outside the changed face
       w_gamma_change=10.0,  # stage 2: lighting pair, hair + identity + landmark consistency
       light_hair=1.0,  # inside the lighting pair (released 1, 2, 1000)
-      light_id=2.0,
-      light_lm=1000.0,
+      light_id=2.0,  # identity consistency inside the lighting pair
+      light_lm=1000.0,  # landmark consistency inside the lighting pair
       w_pose=0.0,  # beyond the released code: pose pair (identity + visible-face warp); 0 = off
       pose_id=2.0,  # its identity weight
       pose_warp=1.0,  # its warp weight
@@ -157,45 +157,54 @@ def _tiny(config):
                           sweep_steps=3))
 
 
+# Expert bootstraps per preset: (config spec, field overrides as "group/field": value). The default preset's are
+# sized so that all four train in a few minutes on 2 CPU cores; the GPU presets' are the experts' own long runs.
+BOOTSTRAPS = {
+    "default": {
+        "priors": ("configs/priors.py:synthetic", {
+            "total_steps": 1500, "data/num_samples": 4000, "data/heldout_samples": 500,
+            "data/heldout_identities": 500, "eval/num_samples": 1000, "eval/test_rows": 200,
+            "eval/permutations": 50, "log/every_steps": 250, "ckpt/every_steps": 1500}),
+        "rnet": ("configs/rnet.py:small", {
+            "total_steps": 150, "batch_size": 16, "model/stats_samples": 1024, "optim/warmup_steps": 20,
+            "eval/num_samples": 128, "log/every_steps": 25, "ckpt/every_steps": 150}),
+        "idnet": ("configs/idnet.py:synthetic,res=32", {
+            "total_steps": 100, "batch_size": 16, "idnet/num_train_identities": 100, "optim/warmup_steps": 10,
+            "eval/num_pairs": 100, "log/every_steps": 25, "ckpt/every_steps": 100}),
+        "parser": ("configs/parser.py:small", {
+            "total_steps": 100, "batch_size": 16, "optim/warmup_steps": 10, "eval/num_samples": 64,
+            "log/every_steps": 25, "ckpt/every_steps": 100}),
+    },
+    "tiny": {
+        "priors": ("configs/priors.py:tiny", {"total_steps": 10}),
+        "rnet": ("configs/rnet.py:small,res=16", {
+            "total_steps": 2, "batch_size": 8, "model/width": 8, "model/stats_samples": 64, "eval/num_samples": 8,
+            "eval/batch_size": 8, "ckpt/every_steps": 2}),
+        "idnet": ("configs/idnet.py:tiny", {}),
+        "parser": ("configs/parser.py:small,res=32", {
+            "total_steps": 2, "batch_size": 8, "model/encoder_width": 8, "model/width": 8, "eval/num_samples": 8,
+            "eval/batch_size": 8, "ckpt/every_steps": 2}),
+    },
+    "gpu": {
+        "priors": ("configs/priors.py:synthetic", {}),
+        "rnet": ("configs/rnet.py:small,res={r}", {"total_steps": 30_000}),
+        "idnet": ("configs/idnet.py:synthetic", {}),
+        "parser": ("configs/parser.py:small,res={r}", {"total_steps": 20_000}),
+    },
+}
+
+
 def _bootstrap(preset, res):
   """Expert configs trained into the cache when a synthetic expert's workdir is empty."""
-  if preset == "default":  # sized so that all four train in a few minutes on 2 CPU cores
-    return ml_collections.ConfigDict(dict(
-        priors="configs/priors.py:synthetic",  # factor VAEs
-        priors_overrides={"total_steps": 1500, "data/num_samples": 4000, "data/heldout_samples": 500,
-                          "data/heldout_identities": 500, "eval/num_samples": 1000, "eval/test_rows": 200,
-                          "eval/permutations": 50, "log/every_steps": 250, "ckpt/every_steps": 1500},
-        rnet="configs/rnet.py:small",  # R-Net
-        rnet_overrides={"total_steps": 150, "batch_size": 16, "model/stats_samples": 1024,
-                        "optim/warmup_steps": 20, "eval/num_samples": 128, "log/every_steps": 25,
-                        "ckpt/every_steps": 150},
-        idnet="configs/idnet.py:synthetic,res=32",  # identity net
-        idnet_overrides={"total_steps": 100, "batch_size": 16, "idnet/num_train_identities": 100,
-                         "optim/warmup_steps": 10, "eval/num_pairs": 100, "log/every_steps": 25,
-                         "ckpt/every_steps": 100},
-        parser="configs/parser.py:small",  # face parser (hair probability for stage 2)
-        parser_overrides={"total_steps": 100, "batch_size": 16, "optim/warmup_steps": 10,
-                          "eval/num_samples": 64, "log/every_steps": 25, "ckpt/every_steps": 100},
-    ))
-  if preset == "tiny":
-    return ml_collections.ConfigDict(dict(
-        priors="configs/priors.py:tiny", priors_overrides={"total_steps": 10},
-        rnet="configs/rnet.py:small,res=16",
-        rnet_overrides={"total_steps": 2, "batch_size": 8, "model/width": 8, "model/stats_samples": 64,
-                        "eval/num_samples": 8, "eval/batch_size": 8, "ckpt/every_steps": 2},
-        idnet="configs/idnet.py:tiny", idnet_overrides={},
-        parser="configs/parser.py:small,res=32",
-        parser_overrides={"total_steps": 2, "batch_size": 8, "model/encoder_width": 8, "model/width": 8,
-                          "eval/num_samples": 8, "eval/batch_size": 8, "ckpt/every_steps": 2},
-    ))
-  r = min(res, 128)
+  table = BOOTSTRAPS.get(preset, BOOTSTRAPS["gpu"])
+  spec = {name: (s.format(r=min(res, 128)), o) for name, (s, o) in table.items()}
   return ml_collections.ConfigDict(dict(
-      priors="configs/priors.py:synthetic",
-      priors_overrides={},
-      rnet=f"configs/rnet.py:small,res={r}",
-      rnet_overrides={"total_steps": 30_000},
-      idnet="configs/idnet.py:synthetic",
-      idnet_overrides={},
-      parser=f"configs/parser.py:small,res={r}",
-      parser_overrides={"total_steps": 20_000},
+      priors=spec["priors"][0],  # factor VAEs (configs/priors.py spec)
+      priors_overrides=spec["priors"][1],  # its field overrides, "group/field": value
+      rnet=spec["rnet"][0],  # R-Net (configs/rnet.py spec)
+      rnet_overrides=spec["rnet"][1],  # its field overrides
+      idnet=spec["idnet"][0],  # identity net (configs/idnet.py spec)
+      idnet_overrides=spec["idnet"][1],  # its field overrides
+      parser=spec["parser"][0],  # face parser, hair probability for stage 2 (configs/parser.py spec)
+      parser_overrides=spec["parser"][1],  # its field overrides
   ))

@@ -169,3 +169,13 @@ class Checkpointer:
   def close(self):
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def restore_numpy(path):
+  """A saved state pytree as host numpy arrays, whatever devices and mesh it was saved from (reading a multi-GPU
+  run on a laptop). `path` is a checkpoint's state item directory. Orbax errors propagate to the caller."""
+  ck = ocp.PyTreeCheckpointer()
+  meta = ck.metadata(path)
+  tree = getattr(getattr(meta, "item_metadata", meta), "tree", meta)
+  as_numpy = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+  return ck.restore(path, restore_args=as_numpy)

@@ -53,14 +53,10 @@ class Generator:
     G, experts = self.G, self.experts
 
     def synth(params, lam, eps, w_bar, psi):
-      z = jnp.concatenate([lam, eps], -1)
-      w = G.apply({"params": params}, z, method="map")
+      w = G.apply({"params": params}, jnp.concatenate([lam, eps], -1), method="map")
       lam_id = _identity_only(lam, experts.layout)
       w_id = G.apply({"params": params}, jnp.concatenate([lam_id, jnp.zeros_like(eps)], -1), method="map")
-      ws = jnp.broadcast_to(w[:, None], (w.shape[0], G.num_ws, w.shape[-1]))
-      shift = (1.0 - psi) * (w_bar - w_id)
-      layer = (jnp.arange(G.num_ws) < self.trunc_layers)[None, :, None]
-      ws = ws + jnp.where(layer, shift[:, None], 0.0)
+      ws = attribute_preserving_ws(w, w_id, w_bar, psi, self.trunc_layers, G.num_ws)
       return G.apply({"params": params}, ws, noise_mode="const", method="synthesize")
 
     self._synth = jax.jit(synth)
@@ -172,6 +168,18 @@ class Generator:
     rendered = disco.render_targets(self.experts, self.frozen, {k: jnp.asarray(v) for k, v in blocks.items()},
                                     self.resolution)
     return rendered["image"] * 2.0 - 1.0
+
+
+def attribute_preserving_ws(w, w_id, w_bar, psi, layers, num_ws):
+  """DiscoFaceGAN's truncation (research §2.4): ws[l] = w + (1 - psi)·(w_bar - w_id) for l < layers, else w.
+
+  w [B, D] of the full λ ‖ ε; w_id [B, D] of the identity-only input (everything else zero); w_bar [D] the mean
+  identity w. Only the identity-dependent part of w moves toward the mean, so pose, expression and light keep
+  their offsets. Returns [B, num_ws, D]."""
+  ws = jnp.broadcast_to(w[:, None], (w.shape[0], num_ws, w.shape[-1]))
+  shift = (1.0 - psi) * (w_bar - w_id)
+  layer = (jnp.arange(num_ws) < layers)[None, :, None]
+  return ws + jnp.where(layer, shift[:, None], 0.0)
 
 
 def _z(seed, factor, latent, n):

@@ -40,13 +40,14 @@ class Measure:
   """Expert read-outs of images in [-1, 1], batched and jitted once."""
 
   def __init__(self, gen):
-    ex, frozen = gen.experts, gen.frozen
-    self._recon = jax.jit(lambda x: ex.recon(frozen, x))
-    self._embed = jax.jit(lambda x: ex.identity(frozen, x))
+    ex, self.frozen = gen.experts, gen.frozen
+    self._recon = jax.jit(ex.recon)  # the weights are arguments, not constants compiled into the program
+    self._embed = jax.jit(ex.identity)
     self.batch = int(gen.config.eval.batch_size)
 
   def _batched(self, fn, images):
-    outs = [jax.device_get(fn(jnp.asarray(images[i:i + self.batch]))) for i in range(0, len(images), self.batch)]
+    outs = [jax.device_get(fn(self.frozen, jnp.asarray(images[i:i + self.batch])))
+            for i in range(0, len(images), self.batch)]
     return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
   def recon(self, images):
@@ -93,10 +94,11 @@ def control(gen, measure, n, psi, seed=101):
   from jaxface.train import disco
   blocks, noise = _draw(gen, seed, n)
   fakes = _generate(gen, blocks, noise, psi)
+  landmarks = jax.jit(lambda f, b: disco.render_targets(gen.experts, f, b, gen.resolution)["landmarks"])
   target = []
   for i in range(0, n, measure.batch):
     part = {k: jnp.asarray(v[i:i + measure.batch]) for k, v in blocks.items()}
-    target.append(np.asarray(disco.render_targets(gen.experts, gen.frozen, part, gen.resolution)["landmarks"]))
+    target.append(np.asarray(landmarks(gen.frozen, part)))
   return _control_errors(measure.recon(fakes), blocks, np.concatenate(target), gen.resolution)
 
 

@@ -75,6 +75,7 @@ def prepare(config):
 
 
 def init_state(config, rng):
+  """Everything trained; the frozen experts join as `constants` (the loop places them, unchanged)."""
   validate(config)
   G, D = generator(config), discriminator(config)
   kg, kd = jax.random.split(rng)
@@ -86,9 +87,13 @@ def init_state(config, rng):
       "G": {"params": g_params, "opt": optimizer(config.optim_G).init(g_params)},
       "D": {"params": d_params, "opt": optimizer(config.optim_D).init(d_params)},
       "G_ema": g_params,
-      "frozen": jax.tree.map(jnp.asarray, dx.load(config)),
       "step": jnp.zeros((), jnp.int32),
   }
+
+
+def constants(config):
+  """state["frozen"]: priors, R-Net, identity net, parser and face model, read from disk (train/disco_experts.py)."""
+  return {"frozen": dx.load(config)}
 
 
 def kimg_at(config, step):

@@ -233,7 +233,8 @@ def _load(config_json):
     flat = assets.load_params("rnet_deep3d", _user_file(config, "rnet", "Deep3DFaceRecon_pytorch's epoch_20.pth"))
     frozen["rnet"] = {"variables": unflatten({k: v for k, v in flat.items() if not k.startswith("__")})}
     flat = assets.load_params("arcface", _user_file(config, "idnet", "insightface ArcFace weights (.onnx or .pth)"))
-    frozen["idnet"] = unflatten({k: v for k, v in flat.items() if not k.startswith("__")})
+    # The converted ArcFace has no batch_stats (BN is folded into scale/offset params): only "params".
+    frozen["idnet"] = {"params": unflatten({k: v for k, v in flat.items() if not k.startswith("__")})}
     if needs_parser(config):
       from jaxface.train import rnet as rnet_lib
       _, st, _ = rnet_lib.read_checkpoint(_user_file(config, "parser", "a configs/parser.py workdir"),

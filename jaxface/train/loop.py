@@ -8,6 +8,9 @@ A method is a module in jaxface/train/ with:
   make_data(config) -> iterator                    this host's slices of global batches, with get/set_state
   prepare(config) -> config                        optional; host work before the state exists (e.g. training
                                                    missing frozen experts), may fill config fields
+  constants(config) -> {key: numpy pytree}         optional; parts of the state read from disk, not initialised
+                                                   (frozen experts): placed on the devices as they are, never
+                                                   compiled into the init program
   samples(config) -> fn(state) -> images           optional; a grid at fixed inputs, [N, H, W, 3] in [-1, 1]
   evaluate(config, state, workdir) -> dict         optional; run at the end, written to workdir/eval/
 Everything else happens here, read top to bottom: mesh, state created already sharded, restore, jit with donated
@@ -72,7 +75,9 @@ def train(config, workdir):
   # ---------------------------------------------------------------------------------------------- state
   rng = jax.random.key(config.seed)
   init_fn = functools.partial(method.init_state, config)
-  abstract = jax.eval_shape(init_fn, rng)
+  constants = method.constants(config) if hasattr(method, "constants") else {}
+  abstract = dict(jax.eval_shape(init_fn, rng),
+                  **jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), constants))
   shardings = parallel.infer_shardings(abstract, mesh, config.sharding_rules, config.fsdp_min_size)
   repl = parallel.replicated(mesh)
 
@@ -95,7 +100,8 @@ def train(config, workdir):
     writer.log(f"resumed from {checkpointer.directory}/{first_step}")
   else:
     first_step = 0
-    state = jax.jit(init_fn, out_shardings=shardings)(rng)
+    state = jax.jit(init_fn, out_shardings={k: v for k, v in shardings.items() if k not in constants})(rng)
+    state.update(jax.device_put(constants, {k: shardings[k] for k in constants}))
 
   # ---------------------------------------------------------------------------------------------- compile
   step_fn = jax.jit(method.train_step(config), donate_argnums=(0,), out_shardings=(shardings, repl),

@@ -288,9 +288,9 @@ def restore_workdir(workdir, step=None):
     raise CheckpointError(f"{ckpt_dir} has no checkpoint {'' if step is None else step} (found {steps}); "
                           f"train first or pick one of those steps.")
   step = steps[-1] if step is None else step
-  import orbax.checkpoint as ocp
+  from jaxface import checkpoint as ckpt_lib
   try:
-    state = ocp.PyTreeCheckpointer().restore(os.path.join(ckpt_dir, str(step), "state"))
+    state = ckpt_lib.restore_numpy(os.path.join(ckpt_dir, str(step), "state"))
   except Exception as e:  # unreadable checkpoint: the user's file, not a bug here
     raise CheckpointError(f"checkpoint {ckpt_dir}/{step} cannot be read ({e}); retrain or pick another step.") from None
   return config, state, step

@@ -228,7 +228,7 @@ class RNetModel:
 
 def read_checkpoint(workdir, step=None, trainer=None):
   """(config, state as numpy, step) of the newest (or given) checkpoint in a training workdir."""
-  import orbax.checkpoint as ocp
+  from jaxface import checkpoint as ckpt_lib
   cfg_path = os.path.join(workdir, "config.json")
   ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")  # Orbax wants absolute paths
   if not os.path.isfile(cfg_path):
@@ -246,7 +246,7 @@ def read_checkpoint(workdir, step=None, trainer=None):
   if step not in steps:
     raise CheckpointError(f"{workdir!r} has no checkpoint at step {step}; available: {steps}.")
   try:
-    state = ocp.PyTreeCheckpointer().restore(os.path.join(ckpt_dir, str(step), "state"))
+    state = ckpt_lib.restore_numpy(os.path.join(ckpt_dir, str(step), "state"))
   except Exception as e:  # a broken checkpoint directory: report what to do
     raise CheckpointError(f"checkpoint {ckpt_dir}/{step} cannot be read ({e}); use another --step or "
                           f"retrain.") from None
