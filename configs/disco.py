@@ -48,15 +48,15 @@ def get_config(arg=""):
   config.trainer = "disco"  # jaxface/train/<trainer>.py
   config.config_file = ""  # filled in by jaxface.config with the file:arg this config came from
   config.batch_size = 8 if small else 16 if real else 32  # global batch (released: 16 at 256x256 on 4 GPUs)
-  config.total_steps = 600 if small else 20_000_000 // config.batch_size  # optimizer steps (released: ~20,000 kimg)
+  config.total_steps = 200 if small else 20_000_000 // config.batch_size  # optimizer steps (released: ~20,000 kimg)
   common.mesh_and_sharding(config)
   # Frozen experts and the face model stay whole on every device (they are read, never updated).
   config.sharding_rules = [("frozen/.*", "replicate"), (".*", "fsdp")]
   config.compute_dtype = "float32" if small else "bfloat16"
   common.run_blocks(config)
-  config.ckpt.every_steps = 200 if small else 5000
-  config.log.every_steps = 20 if small else 200
-  config.log.samples_every_steps = 200 if small else 5000
+  config.ckpt.every_steps = 100 if small else 5000
+  config.log.every_steps = 10 if small else 200
+  config.log.samples_every_steps = 100 if small else 5000
 
   config.data = common.data_block(res, kind="folder" if real else "synthetic")
 
@@ -79,8 +79,8 @@ def get_config(arg=""):
   config.schedule = ml_collections.ConfigDict(dict(
       # Pixel phase: only w_pix·masked pixel loss imitates (released: while the progressive resolution <= 32,
       # i.e. 3,000 kimg); afterwards the expert terms. Stage 2 adds the contrastive pairs (released: 15,000 kimg).
-      pix_kimg=1.2 if small else 3000.0,  # thousands of images in the pixel phase
-      stage2_kimg=3.6 if small else 15000.0,  # thousands of images before stage 2 starts
+      pix_kimg=0.8 if small else 3000.0,  # thousands of images in the pixel phase
+      stage2_kimg=1.2 if small else 15000.0,  # thousands of images before stage 2 starts
       pairs=2 if small else 4,  # contrastive pairs per changed factor per step (released: 2 per GPU, 8 total)
   ))
 

@@ -94,6 +94,23 @@ class Writer:
       self._wandb.log({name: wandb.Image(path)}, step=int(step))
     return path
 
+  def evaluation(self, step, results):
+    """Numeric leaves of an evaluation dict go to the W&B run summary as eval/<path> (the JSON is the loop's)."""
+    if not self.enabled or self._wandb is None:
+      return
+    flat = {}
+
+    def walk(prefix, x):
+      if isinstance(x, dict):
+        for k, v in x.items():
+          walk(f"{prefix}/{k}", v)
+      elif isinstance(x, (int, float)) and not isinstance(x, bool):
+        flat[prefix] = float(x)
+
+    walk("eval", results)
+    self._wandb.log(flat, step=int(step))
+    self._wandb.summary.update(flat)
+
   def log(self, message):
     if self.enabled:
       print(message, file=sys.stdout, flush=True)

@@ -9,7 +9,6 @@ runs), twice: with one batch already on the device ("memory") and with the real 
 
 import argparse
 import collections
-import functools
 import sys
 import time
 
@@ -25,16 +24,16 @@ from jaxface.train import loop
 
 def run(config, steps):
   method = loop.get_method(config)
+  if hasattr(method, "prepare"):
+    config = method.prepare(config)
   mesh = parallel.make_mesh(config.mesh)
   rng = jax.random.key(config.seed)
-  init_fn = functools.partial(method.init_state, config)
-  shardings = parallel.infer_shardings(jax.eval_shape(init_fn, rng), mesh, config.sharding_rules,
-                                       config.fsdp_min_size)
+  _, shardings, create_state = loop.plan_state(method, config, mesh, rng)
   step_fn = jax.jit(method.train_step(config), donate_argnums=(0,),
                     out_shardings=(shardings, parallel.replicated(mesh)), static_argnames=("phase",))
   data = method.make_data(config)
   with jax.set_mesh(mesh):
-    state = jax.jit(init_fn, out_shardings=shardings)(rng)
+    state = create_state()
     batch = parallel.to_global(next(data), mesh)
     # Phase mix over one cycle of the lazy regularizers.
     cycle = [method.phase(config, s) for s in range(1, 1 + _cycle_length(config))]

@@ -47,6 +47,24 @@ def get_method(config):
     raise
 
 
+def plan_state(method, config, mesh, rng):
+  """(abstract state, shardings, create) for `method`: `create()` (under the mesh) makes the fresh state already
+  sharded: init_state jitted with out_shardings, plus the method's constants (frozen parts read from disk) placed
+  as they are, so they are never compiled into the init program. The loop and the benchmarks share this."""
+  init_fn = functools.partial(method.init_state, config)
+  constants = method.constants(config) if hasattr(method, "constants") else {}
+  as_abstract = lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype)
+  abstract = dict(jax.eval_shape(init_fn, rng), **jax.tree_util.tree_map(as_abstract, constants))
+  shardings = parallel.infer_shardings(abstract, mesh, config.sharding_rules, config.fsdp_min_size)
+
+  def create():
+    state = jax.jit(init_fn, out_shardings={k: v for k, v in shardings.items() if k not in constants})(rng)
+    state.update(jax.device_put(constants, {k: shardings[k] for k in constants}))
+    return state
+
+  return abstract, shardings, create
+
+
 def _with_shardings(abstract, shardings):
   return jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
 
@@ -74,11 +92,7 @@ def train(config, workdir):
 
   # ---------------------------------------------------------------------------------------------- state
   rng = jax.random.key(config.seed)
-  init_fn = functools.partial(method.init_state, config)
-  constants = method.constants(config) if hasattr(method, "constants") else {}
-  abstract = dict(jax.eval_shape(init_fn, rng),
-                  **jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), constants))
-  shardings = parallel.infer_shardings(abstract, mesh, config.sharding_rules, config.fsdp_min_size)
+  abstract, shardings, create_state = plan_state(method, config, mesh, rng)
   repl = parallel.replicated(mesh)
 
   # ---------------------------------------------------------------------------------------------- data
@@ -100,8 +114,8 @@ def train(config, workdir):
     writer.log(f"resumed from {checkpointer.directory}/{first_step}")
   else:
     first_step = 0
-    state = jax.jit(init_fn, out_shardings={k: v for k, v in shardings.items() if k not in constants})(rng)
-    state.update(jax.device_put(constants, {k: shardings[k] for k in constants}))
+    with jax.set_mesh(mesh):
+      state = create_state()
 
   # ---------------------------------------------------------------------------------------------- compile
   step_fn = jax.jit(method.train_step(config), donate_argnums=(0,), out_shardings=(shardings, repl),
@@ -170,6 +184,7 @@ def train(config, workdir):
           os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
           with open(os.path.join(workdir, "eval", f"step_{total_steps}.json"), "w") as f:
             json.dump(results, f, indent=2)
+          writer.evaluation(total_steps, results)
       writer.log(f"done: {total_steps} steps; checkpoints in {checkpointer.directory}")
     return state
   finally:

@@ -1,0 +1,72 @@
+"""The DiscoFaceGAN step benchmark (jaxface/bench/disco.py): its plain step really is plain, and one tiny run
+prints the table and records sane rows."""
+
+import json
+import subprocess
+import sys
+
+import jax.numpy as jnp
+
+from jaxface import config as config_lib
+from jaxface.bench import disco as bench
+from jaxface.losses import imitative
+from jaxface.train import disco
+from jaxface.train import disco_experts as dx
+from tests.train import helpers
+
+
+def _expert_called(*args):
+  raise AssertionError("the plain step called a frozen expert")
+
+
+def assert_row(row):
+  assert row["bench"] == "disco"
+  assert row["img_per_s"] > 0 and row["plain_img_per_s"] > 0, row
+  assert 0 < row["ratio"] <= 2, row
+  assert 0 < row["share"] <= 1, row
+  assert row["render_ms"] > 0 and row["experts_ms"] > 0, row
+  assert row["config"]["preset"] == "tiny" and row["config"]["resolution"] == 16 and row["config"]["batch_size"] == 4
+
+
+def test_plain_config_calls_no_expert_and_makes_no_pairs():
+  config = config_lib.build("configs/disco.py:tiny")
+  assert disco._pair_kinds(config) == ("exp", "gamma")
+  plain = bench.plain_config(config)
+  assert disco._pair_kinds(plain) == ()
+  assert config.loss.w_lm > 0  # the full config is left as it was
+  fake = jnp.zeros((2, 16, 16, 3))
+  targets = dict(image=fake, mask=jnp.ones((2, 16, 16)), landmarks=jnp.zeros((2, 68, 2)), gamma=jnp.zeros((2, 27)))
+  for stage in (1, 2):
+    imit_w, con_w = disco._loss_weights(plain, stage)
+    for low_res in (False, True):
+      out = imitative.imitative_losses(fake, targets, recon_fn=_expert_called, id_fn=_expert_called,
+                                       weights=imit_w, low_res=low_res)
+      assert set(out) == {"total"} and float(out["total"]) == 0.0
+    assert all(con_w[k] == 0 for k in ("w_exp_warp", "w_gamma_change", "w_pose", "w_id_contrast"))
+
+
+def test_bootstrap_steps_shortens_every_expert():
+  config = config_lib.build("configs/disco.py")
+  before = {name: dx.bootstrap_config(config, name).total_steps for name in dx.NAMES}
+  bench.bootstrap_steps(config, 3)
+  for name in dx.NAMES:
+    cfg = dx.bootstrap_config(config, name)
+    assert cfg.total_steps == 3 and cfg.ckpt.every_steps == 3, name
+    assert before[name] > 3, name
+
+
+def test_bench_disco_tiny_records_rows(tmp_path):
+  results = tmp_path / "results.jsonl"
+  env = helpers.env(devices=2)
+  env["JAXFACE_BENCH_RESULTS"] = str(results)
+  proc = subprocess.run([sys.executable, "-m", "jaxface.bench.disco", "--config", "configs/disco.py:tiny",
+                         "--steps", "3", "--warmup", "1"], cwd=helpers.ROOT, env=env, capture_output=True,
+                        text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  assert "plain_img_per_s" in proc.stdout and "share" in proc.stdout
+  rows = [json.loads(line) for line in results.read_text().splitlines()]
+  assert [r["config"]["phase"] for r in rows] == ["(1, False, True)", "(2, False, True)"]
+  for row in rows:
+    assert_row(row)
+  assert rows[0]["pair_images"] == 0 and rows[1]["pair_images"] == 4  # 1 pair x (A, B) x (exp, gamma)
+  assert rows[1]["plain_shared"]  # all weights 0: one plain program for both stages
