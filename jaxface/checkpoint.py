@@ -174,8 +174,14 @@ class Checkpointer:
 def restore_numpy(path):
   """A saved state pytree as host numpy arrays, whatever devices and mesh it was saved from (reading a multi-GPU
   run on a laptop). `path` is a checkpoint's state item directory. Orbax errors propagate to the caller."""
+  from absl import logging as absl_logging
   ck = ocp.PyTreeCheckpointer()
-  meta = ck.metadata(path)
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)  # item directories have no step metadata: Orbax warns, harmlessly
+  try:
+    meta = ck.metadata(path)
+  finally:
+    absl_logging.set_verbosity(verbosity)
   tree = getattr(getattr(meta, "item_metadata", meta), "tree", meta)
   as_numpy = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
   return ck.restore(path, restore_args=as_numpy)
