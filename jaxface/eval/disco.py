@@ -30,8 +30,8 @@ import numpy as np
 
 from jaxface.errors import cli
 
-FACTORS = ("id", "exp", "gamma", "angle")          # what a group varies (z factors)
-ATTRIBUTES = ("id", "exp", "gamma", "angle")       # what the experts measure, paired with FACTORS
+from jaxface.eval.disentangle import FACTORS, ds_from_spreads, spreads as _spreads
+from jaxface.eval.fid import frechet_distance
 
 
 # ------------------------------------------------------------------------------------------------- measuring
@@ -116,27 +116,6 @@ def identity_consistency(gen, measure, n, psi, seed=202):
   out["different_identity"] = float(np.mean(np.sum(base * shuffled, -1)))
   out["mean_same_identity"] = float(np.mean([out["pose"], out["expression"], out["light"]]))
   return out
-
-
-def _pairwise(x):
-  """Mean pairwise Euclidean distance within each group: x [G, K, D] -> [G]."""
-  d = np.linalg.norm(x[:, :, None] - x[:, None, :], axis=-1)
-  k = x.shape[1]
-  return d.sum((1, 2)) / (k * (k - 1))
-
-
-def _spreads(attrs, groups, size):
-  return {a: float(_pairwise(np.asarray(v, np.float64).reshape(groups, size, -1)).mean()) for a, v in attrs.items()}
-
-
-def ds_from_spreads(spreads, real_spread):
-  """{factor: {attr: σ}} -> DS per factor and their mean, σ normalized by the real-image spread."""
-  norm = {f: {a: spreads[f][a] / max(real_spread[a], 1e-12) for a in ATTRIBUTES} for f in spreads}
-  ds = {}
-  for f, a_i in zip(FACTORS, ATTRIBUTES):
-    if f in norm:
-      ds[f] = float(np.prod([norm[f][a_i] / max(norm[f][a], 1e-12) for a in ATTRIBUTES if a != a_i]))
-  return {"ds": ds, "ds_mean": float(np.mean(list(ds.values()))), "normalized_spreads": norm}
 
 
 def generated_groups(gen, measure, groups, size, psi, seed=303):
@@ -268,17 +247,6 @@ def _real_images(config, n):
   while sum(len(x) for x in out) < n:
     out.append(np.asarray(next(it)["image"], np.float32) / 127.5 - 1.0)
   return np.concatenate(out)[:n]
-
-
-def frechet_distance(a, b):
-  """FID between feature sets [N, D] (float64 moments, scipy's matrix square root)."""
-  import scipy.linalg
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  mu1, mu2 = a.mean(0), b.mean(0)
-  s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  covmean, _ = scipy.linalg.sqrtm(s1 @ s2, disp=False)
-  covmean = covmean.real
-  return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 
 
 # ------------------------------------------------------------------------------------------------- all

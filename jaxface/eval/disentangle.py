@@ -1,0 +1,33 @@
+"""GAN-Control's Disentanglement Score (research/discofacegan.md §8.2), as pure numpy functions.
+
+For factor i, groups of images in which only i varies; for every attribute j (identity embedding, R-Net
+expression, lighting, angles) the spread σ_ij = mean pairwise Euclidean distance within a group, averaged over
+groups, divided by the same statistic over real images. DS_i = Π_{j≠i} σ_ii / σ_ij: high when varying factor i
+moves attribute i and little else.
+"""
+
+import numpy as np
+
+FACTORS = ("id", "exp", "gamma", "angle")          # what a group varies (z factors)
+ATTRIBUTES = ("id", "exp", "gamma", "angle")       # what the experts measure, paired with FACTORS
+
+
+def pairwise(x):
+  """Mean pairwise Euclidean distance within each group: x [G, K, D] -> [G]."""
+  d = np.linalg.norm(x[:, :, None] - x[:, None, :], axis=-1)
+  k = x.shape[1]
+  return d.sum((1, 2)) / (k * (k - 1))
+
+
+def spreads(attrs, groups, size):
+  return {a: float(pairwise(np.asarray(v, np.float64).reshape(groups, size, -1)).mean()) for a, v in attrs.items()}
+
+
+def ds_from_spreads(spreads, real_spread):
+  """{factor: {attr: σ}} -> DS per factor and their mean, σ normalized by the real-image spread."""
+  norm = {f: {a: spreads[f][a] / max(real_spread[a], 1e-12) for a in ATTRIBUTES} for f in spreads}
+  ds = {}
+  for f, a_i in zip(FACTORS, ATTRIBUTES):
+    if f in norm:
+      ds[f] = float(np.prod([norm[f][a_i] / max(norm[f][a], 1e-12) for a in ATTRIBUTES if a != a_i]))
+  return {"ds": ds, "ds_mean": float(np.mean(list(ds.values()))), "normalized_spreads": norm}
