@@ -135,11 +135,12 @@ class Checkpointer:
     )
     self.manager.save(step, args=args, force=True)
 
-  def restore(self, step, abstract_state):
+  def restore(self, step, abstract_state, partial=False):
     """Restores `step` into the shardings of `abstract_state` (ShapeDtypeStructs with .sharding).
 
     Returns (state, data_state or None, meta). An architecture mismatch is a CheckpointError that lists what
-    differs and leaves the checkpoint untouched.
+    differs and leaves the checkpoint untouched. partial=True returns only the top-level keys of `abstract_state`
+    (the checkpoint may hold more, e.g. frozen constants the caller re-reads from their source).
     """
     try:
       found = self.manager.item_metadata(step)["state"]
@@ -147,6 +148,8 @@ class Checkpointer:
       raise CheckpointError(f"checkpoint {self.directory}/{step} cannot be read ({e}). Move it away or use "
                             f"another --workdir.") from None
     found_shapes = _flat_shapes(found)
+    if partial:
+      found_shapes = {k: v for k, v in found_shapes.items() if k.split("/", 1)[0] in abstract_state}
     expected = _flat_shapes(abstract_state)
     if found_shapes != expected:
       diff = _describe_mismatch(expected, found_shapes)
@@ -155,13 +158,24 @@ class Checkpointer:
           f"the checkpoint in {self.directory} (step {step}) was written by a different model architecture "
           f"than this config builds:\n{shown}\nUse the config it was trained with (see config.json in the workdir), "
           f"or a new --workdir. The checkpoint was left untouched.")
+    target = abstract_state
+    if partial:  # Orbax's standard handler restores whole trees: read the extra keys replicated, then drop them
+      tree = getattr(found, "tree", found)
+      leaf = jax.tree_util.tree_leaves(abstract_state)[0]
+      repl = jax.sharding.NamedSharding(leaf.sharding.mesh, jax.sharding.PartitionSpec())
+      is_leaf = lambda x: hasattr(x, "shape") and hasattr(x, "dtype")
+      target = dict(abstract_state, **{
+          k: jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=repl), v,
+                                    is_leaf=is_leaf)
+          for k, v in tree.items() if k not in abstract_state})
     args = ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
+        state=ocp.args.StandardRestore(target),
         data=DataStateRestore(),
         meta=ocp.args.JsonRestore(),
     )
     restored = self.manager.restore(step, args=args)
-    return restored["state"], restored["data"], restored["meta"]
+    state = {k: v for k, v in restored["state"].items() if k in abstract_state} if partial else restored["state"]
+    return state, restored["data"], restored["meta"]
 
   def wait(self):
     self.manager.wait_until_finished()

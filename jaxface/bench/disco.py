@@ -138,7 +138,8 @@ def measure(config, steps=10, warmup=2, log=print):
   mesh = parallel.make_mesh(config.mesh)
   parallel.check_batch_size(config.batch_size, mesh)
   rng = jax.random.key(config.seed)
-  _, shardings, create_state = loop.plan_state(disco, config, mesh, rng)
+  plan = loop.plan_state(disco, config, mesh, rng)
+  shardings = plan.shardings
   jit_step = lambda cfg: jax.jit(disco.train_step(cfg), donate_argnums=(0,),
                                  out_shardings=(shardings, parallel.replicated(mesh)), static_argnames=("phase",))
   full_fn, plain_fn = jit_step(config), jit_step(plain)
@@ -146,7 +147,7 @@ def measure(config, steps=10, warmup=2, log=print):
   b, res, n_pairs = config.batch_size, config.model.resolution, config.schedule.pairs
   rows, plain_secs = [], {}
   with jax.set_mesh(mesh):
-    state = create_state()
+    state = plan.create()
     batch = parallel.to_global(next(disco.make_data(config)), mesh)
     # The plain step is the same program in every stage when every weight is 0: time it once then.
     plain_hlo = {ph: plain_fn.lower(state, batch, rng, phase=ph).as_text() for ph in PHASES}

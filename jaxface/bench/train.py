@@ -28,12 +28,13 @@ def run(config, steps):
     config = method.prepare(config)
   mesh = parallel.make_mesh(config.mesh)
   rng = jax.random.key(config.seed)
-  _, shardings, create_state = loop.plan_state(method, config, mesh, rng)
+  plan = loop.plan_state(method, config, mesh, rng)
+  shardings = plan.shardings
   step_fn = jax.jit(method.train_step(config), donate_argnums=(0,),
                     out_shardings=(shardings, parallel.replicated(mesh)), static_argnames=("phase",))
   data = method.make_data(config)
   with jax.set_mesh(mesh):
-    state = create_state()
+    state = plan.create()
     batch = parallel.to_global(next(data), mesh)
     # Phase mix over one cycle of the lazy regularizers.
     cycle = [method.phase(config, s) for s in range(1, 1 + _cycle_length(config))]

@@ -23,6 +23,7 @@ import importlib
 import json
 import math
 import os
+from typing import Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -47,22 +48,35 @@ def get_method(config):
     raise
 
 
+class StatePlan(NamedTuple):
+  abstract: dict          # ShapeDtypeStructs of the whole state
+  shardings: dict         # NamedShardings of the whole state
+  create: Callable        # () -> fresh state (call under the mesh)
+  place_constants: Callable  # () -> {key: constants placed on the devices}
+  constant_keys: frozenset   # top-level state keys that are constants
+
+
 def plan_state(method, config, mesh, rng):
-  """(abstract state, shardings, create) for `method`: `create()` (under the mesh) makes the fresh state already
-  sharded: init_state jitted with out_shardings, plus the method's constants (frozen parts read from disk) placed
-  as they are, so they are never compiled into the init program. The loop and the benchmarks share this."""
+  """The `StatePlan` of `method`: `create()` (under the mesh) makes the fresh state
+  already sharded: init_state jitted with out_shardings, plus the method's constants (frozen parts read from disk)
+  placed as they are, so they are never compiled into the init program. `constants()` places just those (a resumed
+  run re-reads them from their source: they are not trained, and a later phase may need more of them).
+  The loop and the benchmarks share this."""
   init_fn = functools.partial(method.init_state, config)
   constants = method.constants(config) if hasattr(method, "constants") else {}
   as_abstract = lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype)
   abstract = dict(jax.eval_shape(init_fn, rng), **jax.tree_util.tree_map(as_abstract, constants))
   shardings = parallel.infer_shardings(abstract, mesh, config.sharding_rules, config.fsdp_min_size)
 
+  def place_constants():
+    return jax.device_put(constants, {k: shardings[k] for k in constants})
+
   def create():
     state = jax.jit(init_fn, out_shardings={k: v for k, v in shardings.items() if k not in constants})(rng)
-    state.update(jax.device_put(constants, {k: shardings[k] for k in constants}))
+    state.update(place_constants())
     return state
 
-  return abstract, shardings, create
+  return StatePlan(abstract, shardings, create, place_constants, frozenset(constants))
 
 
 def _with_shardings(abstract, shardings):
@@ -92,7 +106,8 @@ def train(config, workdir):
 
   # ---------------------------------------------------------------------------------------------- state
   rng = jax.random.key(config.seed)
-  abstract, shardings, create_state = plan_state(method, config, mesh, rng)
+  plan = plan_state(method, config, mesh, rng)
+  abstract, shardings = plan.abstract, plan.shardings
   repl = parallel.replicated(mesh)
 
   # ---------------------------------------------------------------------------------------------- data
@@ -102,7 +117,11 @@ def train(config, workdir):
   checkpointer = ckpt_lib.Checkpointer(workdir, config.ckpt.every_steps, config.ckpt.keep, config.ckpt.async_save)
   first_step = checkpointer.latest_step()
   if first_step is not None:
-    state, data_state, _ = checkpointer.restore(first_step, _with_shardings(abstract, shardings))
+    trained = {k: v for k, v in abstract.items() if k not in plan.constant_keys}
+    state, data_state, _ = checkpointer.restore(first_step, _with_shardings(trained, {k: shardings[k] for k in trained}),
+                                                partial=bool(plan.constant_keys))
+    with jax.set_mesh(mesh):
+      state.update(plan.place_constants())
     if data_state is not None:
       try:
         data.set_state(data_state)
@@ -115,7 +134,7 @@ def train(config, workdir):
   else:
     first_step = 0
     with jax.set_mesh(mesh):
-      state = create_state()
+      state = plan.create()
 
   # ---------------------------------------------------------------------------------------------- compile
   step_fn = jax.jit(method.train_step(config), donate_argnums=(0,), out_shardings=(shardings, repl),
