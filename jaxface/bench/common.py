@@ -110,3 +110,15 @@ def print_table(rows, columns):
   print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
   for r in rows:
     print("  ".join(fmt(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)))
+
+
+def time_steps(step_fn, state, batch, rng, phase, steps, warmup=2):
+  """Mean seconds per training step over `steps` after `warmup` (the first compiles); returns (seconds, state)."""
+  for _ in range(warmup):
+    state, _ = step_fn(state, batch, rng, phase=phase)
+  jax.block_until_ready(state)
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    state, _ = step_fn(state, batch, rng, phase=phase)
+  jax.block_until_ready(state)
+  return (time.perf_counter() - t0) / steps, state

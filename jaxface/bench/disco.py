@@ -68,18 +68,6 @@ def bootstrap_steps(config, steps):
   return config
 
 
-def _time_steps(step_fn, state, batch, rng, phase, steps, warmup):
-  """Mean seconds per step over `steps` after `warmup` (the first compiles); returns (seconds, state)."""
-  for _ in range(warmup):
-    state, _ = step_fn(state, batch, rng, phase=phase)
-  jax.block_until_ready(state)
-  t0 = time.perf_counter()
-  for _ in range(steps):
-    state, _ = step_fn(state, batch, rng, phase=phase)
-  jax.block_until_ready(state)
-  return (time.perf_counter() - t0) / steps, state
-
-
 def _render_fn(config, experts, kinds, stage):
   """(frozen, blocks, pairs) -> the step's render targets (and in stage 2 the pair geometry)."""
   res = config.model.resolution
@@ -154,13 +142,13 @@ def measure(config, steps=10, warmup=2, log=print):
     for ph in PHASES:
       stage = ph[0]
       log(f"[bench.disco] phase {ph}: full step")
-      full_sec, state = _time_steps(full_fn, state, batch, rng, ph, steps, warmup)
+      full_sec, state = common.time_steps(full_fn, state, batch, rng, ph, steps, warmup)
       same = [p for p in plain_secs if plain_hlo[p] == plain_hlo[ph]]
       if same:
         plain_sec = plain_secs[same[0]]
       else:
         log(f"[bench.disco] phase {ph}: plain step")
-        plain_sec, state = _time_steps(plain_fn, state, batch, rng, ph, steps, warmup)
+        plain_sec, state = common.time_steps(plain_fn, state, batch, rng, ph, steps, warmup)
       plain_secs[ph] = plain_sec
 
       log(f"[bench.disco] phase {ph}: render and experts")

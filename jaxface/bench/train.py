@@ -43,14 +43,7 @@ def run(config, steps):
     for ph, n in counts.items():
       f = common.flops_of(step_fn, state, batch, rng, phase=ph)
       flops = None if (f is None or flops is None) else flops + f * n / len(cycle)
-      for _ in range(2):  # compile + warm up
-        state, m = step_fn(state, batch, rng, phase=ph)
-      jax.block_until_ready(state)
-      t0 = time.perf_counter()
-      for _ in range(steps):
-        state, m = step_fn(state, batch, rng, phase=ph)
-      jax.block_until_ready(state)
-      secs[ph] = (time.perf_counter() - t0) / steps
+      secs[ph], state = common.time_steps(step_fn, state, batch, rng, ph, steps)
     mem_step = sum(secs[ph] * n for ph, n in counts.items()) / len(cycle)
     # The same steps with the pipeline feeding every batch (phases in their real order).
     t0 = time.perf_counter()

@@ -25,6 +25,7 @@ from jaxface.losses import adversarial, contrastive, imitative
 from jaxface.models import stylegan2 as sg2
 from jaxface.render import render as render_lib
 from jaxface.train import common
+from jaxface.train import stylegan2 as sg2_train
 from jaxface.train import disco_experts as dx
 
 PAIR_KINDS = ("exp", "gamma", "angle")  # the factor each contrastive pair changes (loss names: exp, light, pose)
@@ -41,18 +42,12 @@ def generator(config):
 
 
 def discriminator(config):
-  m = config.model
-  return sg2.Discriminator(resolution=m.resolution, channel_base=m.d_channel_base, channel_max=m.channel_max,
-                           img_channels=3, mbstd_group_size=m.mbstd_group_size, dtype=jnp.dtype(config.compute_dtype))
+  return sg2_train.discriminator(config)  # the same D as the StyleGAN2 baseline (same config fields)
 
 
 def validate(config):
+  sg2_train.validate(config)  # resolution checks
   res = config.model.resolution
-  if res < 8 or res & (res - 1):
-    raise ConfigError(f"config.model.resolution={res} must be a power of two >= 8 (64, 128, 256).")
-  if config.data.resolution != res:
-    raise ConfigError(f"config.data.resolution={config.data.resolution} differs from config.model.resolution={res};"
-                      f" set both to the same value.")
   if config.loss.pix_res > res or config.loss.pix_res & (config.loss.pix_res - 1):
     raise ConfigError(f"config.loss.pix_res={config.loss.pix_res} must be a power of two <= the resolution {res}.")
   if config.experts.source not in ("synthetic", "bfm"):
@@ -263,12 +258,7 @@ def train_step(config):
     updates, d_opt = tx_d.update(grads, state["D"]["opt"], state["D"]["params"])
     d_params = optax.apply_updates(state["D"]["params"], updates)
 
-    nimg = (state["step"] + 1).astype(jnp.float32) * batch_size
-    ema_nimg = l.ema_kimg * 1000.0
-    if l.ema_rampup:
-      ema_nimg = jnp.minimum(ema_nimg, nimg * l.ema_rampup)
-    beta = 0.5 ** (batch_size / jnp.maximum(ema_nimg, 1e-8))
-    g_ema = jax.tree.map(lambda e, p: p + (e - p) * beta, state["G_ema"], g_params)
+    g_ema = sg2_train.ema_update(state["G_ema"], g_params, state["step"], batch_size, l.ema_kimg, l.ema_rampup)
     new_state = dict(state, G={"params": g_params, "opt": g_opt}, D={"params": d_params, "opt": d_opt},
                      G_ema=g_ema, step=state["step"] + 1)
     return new_state, metrics

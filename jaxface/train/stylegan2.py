@@ -6,11 +6,9 @@ the EMA generator and the running mean of W. Lazy regularization keeps the Style
 mb_ratio = k / (k + 1), lr *= mb_ratio and betas **= mb_ratio, and the regularizer is weighted by its interval k.
 """
 
-import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxface.errors import ConfigError
@@ -84,6 +82,17 @@ def phase(config, step):
 
 
 # ------------------------------------------------------------------------------------------------- step
+
+def ema_update(g_ema, g_params, step, batch_size, ema_kimg, ema_rampup):
+  """G_ema after optimizer step `step` (0-based): half-life ema_kimg thousand images, optionally ramped up to
+  `ema_rampup` x the images seen so far (StyleGAN2-ADA)."""
+  nimg = (step + 1).astype(jnp.float32) * batch_size
+  ema_nimg = ema_kimg * 1000.0
+  if ema_rampup:
+    ema_nimg = jnp.minimum(ema_nimg, nimg * ema_rampup)
+  beta = 0.5 ** (batch_size / jnp.maximum(ema_nimg, 1e-8))
+  return jax.tree_util.tree_map(lambda e, p: p + (e - p) * beta, g_ema, g_params)
+
 
 def _mixed_ws(G, g_params, z1, z2, key, prob, num_ws):
   """Maps two latents and switches from the first to the second at a random layer with probability `prob`."""
@@ -166,12 +175,7 @@ def train_step(config):
       d_params = optax.apply_updates(d_params, updates)
 
     # EMA generator with ramp-up (StyleGAN2-ADA), and the running mean of W for truncation.
-    nimg = (state["step"] + 1).astype(jnp.float32) * batch_size
-    ema_nimg = loss_cfg.ema_kimg * 1000.0
-    if loss_cfg.ema_rampup:
-      ema_nimg = jnp.minimum(ema_nimg, nimg * loss_cfg.ema_rampup)
-    beta = 0.5 ** (batch_size / jnp.maximum(ema_nimg, 1e-8))
-    g_ema = jax.tree_util.tree_map(lambda e, p: p + (e - p) * beta, state["G_ema"], g_params)
+    g_ema = ema_update(state["G_ema"], g_params, state["step"], batch_size, loss_cfg.ema_kimg, loss_cfg.ema_rampup)
     w_avg = w.mean(0) + (state["w_avg"] - w.mean(0)) * loss_cfg.w_avg_beta
 
     new_state = {
