@@ -119,6 +119,7 @@ def get_config(arg=""):
       idnet="",  # synthetic: configs/idnet.py workdir (empty: bootstrap); bfm: ArcFace .onnx / .pth
       parser="",  # configs/parser.py workdir (needed only for stage 2's hair term; empty + synthetic: bootstrap)
       use_latent_fit=True,  # sample z through the priors' fitted latent Gaussian when the run has one
+      configs="",  # filled in at start: JSON of the experts' training configs (makes the run self-contained)
       bootstrap=_bootstrap(preset, res),  # what an empty synthetic expert is trained with
   ))
 

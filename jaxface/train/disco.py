@@ -64,7 +64,7 @@ def prepare(config):
   """Host-side, before the state exists: trains missing bootstrap experts into the cache and records their
   workdirs in the config (so config.json names every expert the run used)."""
   validate(config)
-  config = dx.resolve(config)
+  config = dx.record_configs(dx.resolve(config))
   dx.load(config)  # read the experts now, on the host (init_state runs under a trace)
   return config
 

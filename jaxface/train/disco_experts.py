@@ -137,7 +137,23 @@ def _workdir_config(workdir, trainer):
 
 
 def expert_config(config, name):
+  """The config an expert was trained with: the copy `record_configs` put in this run's config (so a run is
+  self-contained), else its workdir's config.json."""
+  recorded = json.loads(config.experts.get("configs", "") or "{}")
+  if name in recorded:
+    return ml_collections.ConfigDict(recorded[name])
   return _workdir_config(os.path.abspath(config.experts[name]), name)
+
+
+def record_configs(config):
+  """Copies the training configs of the jaxface-trained experts this run uses into config.experts.configs: the
+  run's config.json then rebuilds their networks (Generator.load, evaluation) without the expert workdirs."""
+  names = [n for n in ("priors", "rnet", "idnet", "parser")
+           if config.experts[n] and (config.experts.source == "synthetic" or n in ("priors", "parser"))
+           and (n != "parser" or needs_parser(config))]
+  config.experts.configs = json.dumps({n: _workdir_config(os.path.abspath(config.experts[n]), n).to_dict()
+                                       for n in names}, sort_keys=True)
+  return config
 
 
 def _check_world(config, name):
@@ -403,7 +419,7 @@ def _identity_fn(config, synthetic):
 def _hair_fn(config):
   from jaxface.data import synthetic
   from jaxface.train import parser as parser_lib
-  pcfg = _workdir_config(os.path.abspath(config.experts.parser), "parser")
+  pcfg = expert_config(config, "parser")
   net, size = parser_lib.network(pcfg, train=False), int(pcfg.data.resolution)
   hair_class = list(synthetic.CLASSES).index("hair")
 

@@ -105,6 +105,18 @@ def test_generate_cli_and_python_api(tiny_run):
   with pytest.raises(jaxface.errors.ConfigError, match="pose"):
     g.lambdas(1, pose=[1.0, 2.0])
 
+  # Self-contained: a copy of the run whose expert workdirs no longer exist still loads and generates.
+  import shutil
+  moved = tiny_run["root"] / "moved"
+  shutil.copytree(wd, moved)
+  cfg = json.load(open(moved / "config.json"))
+  assert set(json.loads(cfg["experts"]["configs"])) == {"priors", "rnet", "idnet", "parser"}
+  for name in ("priors", "rnet", "idnet", "parser"):
+    cfg["experts"][name] = "/nonexistent/" + name
+  json.dump(cfg, open(moved / "config.json", "w"))
+  np.testing.assert_array_equal(jaxface.Generator.load(str(moved)).sample(identity=3, pose=[0, 30, 0]),
+                                g.sample(identity=3, pose=[0, 30, 0]))
+
 
 def test_attribute_preserving_truncation_matches_its_definition():
   from jaxface.generate import attribute_preserving_ws
