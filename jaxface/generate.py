@@ -52,14 +52,19 @@ class Generator:
     self._w_bar = None
     G, experts = self.G, self.experts
 
-    def synth(params, lam, eps, w_bar, psi):
+    def to_ws(params, lam, eps, w_bar, psi):
       w = G.apply({"params": params}, jnp.concatenate([lam, eps], -1), method="map")
       lam_id = _identity_only(lam, experts.layout)
       w_id = G.apply({"params": params}, jnp.concatenate([lam_id, jnp.zeros_like(eps)], -1), method="map")
-      ws = attribute_preserving_ws(w, w_id, w_bar, psi, self.trunc_layers, G.num_ws)
-      return G.apply({"params": params}, ws, noise_mode="const", method="synthesize")
+      return attribute_preserving_ws(w, w_id, w_bar, psi, self.trunc_layers, G.num_ws)
 
-    self._synth = jax.jit(synth)
+    def synthesize(params, ws, noise):
+      if noise is None:
+        return G.apply({"params": params}, ws, noise_mode="const", method="synthesize")
+      return G.apply({"params": params, "noise": noise}, ws, noise_mode="given", method="synthesize")
+
+    self._to_ws = jax.jit(to_ws)
+    self._synthesize = jax.jit(synthesize)
     self._decode = jax.jit(experts.decode)
 
   # --------------------------------------------------------------------------------------------- loading
@@ -143,8 +148,9 @@ class Generator:
 
   # --------------------------------------------------------------------------------------------- images
 
-  def generate(self, blocks, noise=0, psi=None):
-    """Images [n, R, R, 3] in [-1, 1] from λ blocks; noise: seed or ε [n, noise_dim]."""
+  def ws(self, blocks, noise=0, psi=None):
+    """Per-layer latents w+ [n, num_ws, w_dim] of λ blocks (truncated with ψ; ψ=1: the mapping's own output).
+    noise: seed or ε [n, noise_dim]."""
     lam = jnp.asarray(self._lambda_from_blocks({k: jnp.asarray(v) for k, v in blocks.items()}))
     n = lam.shape[0]
     if isinstance(noise, (int, np.integer)):
@@ -154,7 +160,23 @@ class Generator:
       eps = jnp.asarray(_rows(np.asarray(noise, np.float32).reshape(-1, self.noise_dim), n))
     psi = float(self.config.truncation.psi if psi is None else psi)
     w_bar = self.w_bar if psi != 1.0 else jnp.zeros((self.G.w_dim,), jnp.float32)
-    return self._synth(self.params, lam, eps, w_bar, psi)
+    return self._to_ws(self.params, lam, eps, w_bar, psi)
+
+  def synthesize(self, ws, noise=None):
+    """Images [n, R, R, 3] in [-1, 1] from w+ [n, num_ws, w_dim]; noise: None = the synthesis network's constant
+    maps, or per-sample maps (the "noise" collection, see `noise_maps`; embeddings carry their own)."""
+    return self._synthesize(self.params, jnp.asarray(ws, jnp.float32), noise)
+
+  def noise_maps(self, n):
+    """The constant noise maps as a per-sample "noise" collection for n samples (the start of an embedding)."""
+    ws = jnp.zeros((n, self.num_ws, self.G.w_dim), jnp.float32)
+    _, state = self.G.apply({"params": self.params}, ws, noise_mode="given", method="synthesize",
+                            mutable=["noise"])
+    return state["noise"]
+
+  def generate(self, blocks, noise=0, psi=None):
+    """Images [n, R, R, 3] in [-1, 1] from λ blocks; noise: seed or ε [n, noise_dim]."""
+    return self.synthesize(self.ws(blocks, noise, psi))
 
   def sample(self, identity=None, expression=None, pose=None, lighting=None, noise=None, n=1, seed=0, psi=None):
     """uint8 images [n, R, R, 3]; see the module docstring for the factor arguments."""

@@ -31,3 +31,23 @@ import pytest  # noqa: E402
 @pytest.fixture
 def rng():
   return jax.random.key(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_disco(tmp_path_factory):
+  """One tiny DiscoFaceGAN training (`configs/disco.py:tiny`, experts bootstrapped into a fresh cache), shared by
+  every test that needs a trained generator: training, generation, embedding, the editor.
+  Returns dict(root, workdir, env (subprocess environment, JAXFACE_CACHE set), cmd, log)."""
+  import subprocess
+  import sys
+  sys.path.insert(0, os.path.join(_ROOT, "tests", "train"))
+  from helpers import env
+  root = tmp_path_factory.mktemp("disco")
+  e = env()
+  e["JAXFACE_CACHE"] = str(root / "cache")
+  workdir = root / "run"
+  cmd = [sys.executable, "-m", "jaxface.main", "--config", "configs/disco.py:tiny", "--workdir", str(workdir),
+         "--config.wandb.mode=disabled"]
+  proc = subprocess.run(cmd, cwd=_ROOT, env=e, capture_output=True, text=True, timeout=2400)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return dict(root=root, workdir=workdir, env=e, cmd=cmd, log=proc.stdout + proc.stderr)

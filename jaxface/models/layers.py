@@ -316,7 +316,7 @@ def modulated_conv2d(x, weight, styles, demodulate=True, up=1, dtype=None, up_im
   return x
 
 
-NOISE_MODES = ("random", "const", "none")
+NOISE_MODES = ("random", "const", "none", "given")
 
 
 @functools.lru_cache(maxsize=64)
@@ -332,8 +332,10 @@ class ModulatedConv(nn.Module):
   """StyleGAN2 synthesis layer: affine(w) -> modulated, demodulated conv -> + noise -> bias, lrelu.
 
   noise_mode "random" draws per-pixel N(0,1) from the "noise" rng; "const" uses a fixed map that is a pure
-  function of `noise_id` (not a parameter, the same on every call); "none" adds nothing. The noise is scaled
-  by a learned scalar (init 0).
+  function of `noise_id` (not a parameter, the same on every call); "none" adds nothing; "given" reads per-sample
+  maps [B, H, W, 1] from the "noise" variable collection (created from the const maps when applied with
+  mutable=["noise"]), so a caller can optimize them (real-image embedding). The noise is scaled by a learned
+  scalar (init 0).
   """
   features: int
   kernel_size: int = 3
@@ -356,6 +358,9 @@ class ModulatedConv(nn.Module):
       x = x + noise * strength.astype(self.dtype)
     elif noise_mode == "const":
       x = x + (const_noise(self.noise_id, h, wd) * strength).astype(self.dtype)
+    elif noise_mode == "given":  # per-sample maps in the "noise" collection (optimized by embedding)
+      maps = self.variable("noise", "map", lambda: jnp.broadcast_to(const_noise(self.noise_id, h, wd), (b, h, wd, 1)))
+      x = x + (maps.value * strength).astype(self.dtype)
     elif noise_mode != "none":
       raise UserError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
     bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)

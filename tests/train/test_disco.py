@@ -17,17 +17,9 @@ TINY = "configs/disco.py:tiny"
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-  """One tiny training (experts bootstrapped into a fresh cache), shared by the tests below."""
-  root = tmp_path_factory.mktemp("disco")
-  e = env()
-  e["JAXFACE_CACHE"] = str(root / "cache")
-  workdir = root / "run"
-  cmd = [sys.executable, "-m", "jaxface.main", "--config", TINY, "--workdir", str(workdir),
-         "--config.wandb.mode=disabled"]
-  proc = subprocess.run(cmd, cwd=ROOT, env=e, capture_output=True, text=True, timeout=2400)
-  assert proc.returncode == 0, proc.stderr[-4000:]
-  return dict(root=root, workdir=workdir, env=e, cmd=cmd, log=proc.stdout + proc.stderr)
+def tiny_run(tiny_disco):
+  """The session's tiny DiscoFaceGAN training (tests/conftest.py), shared by the tests below."""
+  return tiny_disco
 
 
 def assert_experts_bootstrapped(run):
