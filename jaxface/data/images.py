@@ -18,7 +18,7 @@ import zipfile
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jaxface.errors import ConfigError
+from jaxface.errors import ConfigError, DataError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -67,6 +67,50 @@ def decode_image(data, min_size=None):
     if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation (phone photos): show it the way viewers do
       im = ImageOps.exif_transpose(im)
     return pil_to_rgb(im)
+
+
+PHOTO_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")  # what a user's photo may be (no plugin formats such as EPS/PSD)
+MAX_PHOTO_PIXELS = 40_000_000                  # a 40 MP photo is ~120 MB as RGB
+
+
+class UnsupportedImageError(DataError):
+  """The file is not an image of PHOTO_FORMATS."""
+
+
+class ImageTooLargeError(DataError):
+  """The image has more pixels than allowed (checked from the header, before decoding)."""
+
+
+def read_photo(source, max_pixels=MAX_PHOTO_PIXELS):
+  """A user's photo (path or bytes) -> uint8 [H, W, 3], EXIF orientation applied. Nothing is decoded before the
+  header says the format is one of PHOTO_FORMATS and the size is within `max_pixels`. Raises
+  UnsupportedImageError, ImageTooLargeError, or DataError (missing, truncated or corrupt), each saying what to do."""
+  what = "the image" if isinstance(source, (bytes, bytearray)) else str(source)
+  try:
+    im = Image.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else source,
+                    formats=PHOTO_FORMATS)  # reads the header only
+  except FileNotFoundError:
+    raise DataError(f"no such image file: {what}") from None
+  except UnidentifiedImageError:
+    raise UnsupportedImageError(f"{what} is not a {', '.join(PHOTO_FORMATS[:-1])} or {PHOTO_FORMATS[-1]} image; "
+                                f"convert it to PNG or JPEG") from None
+  except Image.DecompressionBombError as e:
+    raise ImageTooLargeError(f"{what} is too large to decode safely ({e}); downscale it first") from None
+  except (OSError, SyntaxError, ValueError) as e:  # a recognised header that is broken
+    raise DataError(f"{what} could not be read ({e}); it may be corrupt") from None
+  with im:
+    if im.width * im.height > max_pixels:
+      raise ImageTooLargeError(f"{what} is {im.width}x{im.height} = {im.width * im.height:,} pixels, more than the "
+                               f"{max_pixels:,} allowed; downscale it first")
+    try:
+      im.load()
+      if im.getexif().get(0x0112, 1) != 1:
+        im = ImageOps.exif_transpose(im)
+      return pil_to_rgb(im)
+    except Image.DecompressionBombError as e:
+      raise ImageTooLargeError(f"{what} is too large to decode safely ({e}); downscale it first") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # "image file is truncated" is an OSError
+      raise DataError(f"{what} could not be decoded ({e}); it may be truncated or corrupt") from None
 
 
 def pil_to_rgb(im):

@@ -59,36 +59,10 @@ class Embedding(NamedTuple):
 
 # ------------------------------------------------------------------------------------------------- photos
 
-MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs, accidental panoramas)
-
-
-class ImageTooLargeError(DataError):
-  """The image has more pixels than MAX_PIXELS."""
-
-
-def read_photo(source, max_pixels=MAX_PIXELS):
-  """A photo file (path or bytes) -> (H, W, 3) uint8. DataError, with what to do, for anything unreadable:
-  an unsupported or truncated file, or more than `max_pixels` pixels (checked before decoding)."""
-  import io
-  import warnings
-  what = "the uploaded image" if isinstance(source, (bytes, bytearray)) else str(source)
-  try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("error", Image.DecompressionBombWarning)
-      im = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
-      if im.width * im.height > max_pixels:
-        raise ImageTooLargeError(f"{what} is {im.width}x{im.height} pixels, more than the {max_pixels:,} allowed; "
-                                 f"downscale it first")
-      im.load()
-  except FileNotFoundError:
-    raise DataError(f"no such image file: {what}") from None
-  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-    raise ImageTooLargeError(f"{what} is too large to decode safely ({e}); downscale it first") from None
-  except Image.UnidentifiedImageError as e:
-    raise DataError(f"{what} is not an image format this reader knows (use PNG or JPEG): {e}") from None
-  except (OSError, SyntaxError, ValueError) as e:
-    raise DataError(f"{what} could not be decoded (truncated or corrupt?): {e}") from None
-  return as_rgb(im)
+def read_photo(source, max_pixels=None):
+  """A photo file (path or bytes) -> (H, W, 3) uint8: `jaxface.data.images.read_photo` (safe decoding)."""
+  from jaxface.data import images
+  return images.read_photo(source, images.MAX_PHOTO_PIXELS if max_pixels is None else max_pixels)
 
 
 def as_rgb(image):

@@ -75,15 +75,16 @@ def test_save_load_roundtrip_and_mismatch(gen, tmp_path):
 
 
 def test_read_photo_rejects_bad_files_clearly(tmp_path):
+  from jaxface.data import images as embed_images
   from jaxface.edit import embed
   (tmp_path / "note.txt").write_text("not an image")
-  with pytest.raises(DataError, match="not an image format"):
+  with pytest.raises(embed_images.UnsupportedImageError, match="not a PNG, JPEG, WEBP or BMP image"):
     embed.read_photo(str(tmp_path / "note.txt"))
   Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "ok.png")
   data = (tmp_path / "ok.png").read_bytes()
   with pytest.raises(DataError, match="truncated or corrupt"):
     embed.read_photo(data[: len(data) // 2])
-  with pytest.raises(embed.ImageTooLargeError, match="downscale"):
+  with pytest.raises(embed_images.ImageTooLargeError, match="downscale"):
     embed.read_photo(data, max_pixels=100)
   assert embed.read_photo(data).shape == (64, 64, 3)
 
