@@ -54,7 +54,7 @@ def get_config(arg=""):
       warmup_steps=1 if tiny else 200,  # linear warm-up from 0
       weight_decay=5e-4,  # decoupled weight decay (ArcFace's 5e-4)
       beta1=0.9,  # Adam betas
-      beta2=0.999,
+      beta2=0.999,  # Adam second-moment decay
   ))
 
   config.eval = ml_collections.ConfigDict(dict(

@@ -83,7 +83,7 @@ def get_config(arg=""):
       decay_every_steps=164_000 if bfm else 7_000,  # lr halves every N steps (DiscoFaceGAN: every 150 epochs)
       decay_rate=0.5,  # lr factor at each decay
       beta1=0.9,  # Adam (TF defaults, as DiscoFaceGAN)
-      beta2=0.999,
+      beta2=0.999,  # Adam second-moment decay
   ))
 
   config.eval = ml_collections.ConfigDict(dict(

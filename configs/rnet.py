@@ -58,11 +58,11 @@ def get_config(arg=""):
 
   config.loss = ml_collections.ConfigDict(dict(
       w_id=1.0,  # standardised-coefficient MSE weights per group
-      w_tex=1.0,
+      w_tex=1.0,  # albedo coefficients
       w_exp=2.0,  # expression and light are what the imitative losses rely on
-      w_angle=2.0,
-      w_gamma=2.0,
-      w_trans=1.0,
+      w_angle=2.0,  # pose angles
+      w_gamma=2.0,  # SH lighting
+      w_trans=1.0,  # translation
       w_landmark=100.0,  # squared landmark distance in image widths (1% error -> 1e-4 before weighting)
       w_photo=0.0 if small else 1.0,  # photometric loss through the renderer (costs a render + its gradient)
       w_gamma_mono=0.0,  # Deep3DFaceRecon's monochrome-light prior (its weight 10); 0: truth supervises light

@@ -95,28 +95,33 @@ def _finished(workdir, steps):
   return os.path.isdir(ckpt) and os.path.isfile(os.path.join(workdir, "config.json"))
 
 
+def trained_bootstrap(cfg, name, spec, log=print):
+  """The cache workdir ($JAXFACE_CACHE/experts/<name>-<hash of cfg>) of an expert trained with config `cfg`
+  (from `bootstrap_config`), training it first when it is not there yet. Every method that needs a synthetic
+  expert goes through here, so equal configs share one trained expert."""
+  from jaxface import config as config_lib
+  key = hashlib.sha256(config_lib.to_json(cfg).encode()).hexdigest()[:12]
+  workdir = os.path.join(_cache_root(), f"{name}-{key}")
+  if not _finished(workdir, cfg.total_steps):
+    if jax.process_count() > 1:
+      raise ConfigError(f"expert {name!r} is not trained yet and multi-host runs do not bootstrap experts; train it "
+                        f"once (python -m jaxface.main --config {spec} ...) and pass its workdir in the config.")
+    log(f"[experts] training the {name} bootstrap ({cfg.total_steps} steps of {spec}) into {workdir}")
+    from jaxface.train import loop
+    loop.train(cfg, workdir)
+  return workdir
+
+
 def resolve(config, log=print):
   """Fills every empty synthetic expert workdir in config.experts with a trained bootstrap in the cache,
   training the ones that are not there yet. Returns the config (edited in place)."""
   if config.experts.source != "synthetic":
     return config
-  from jaxface import config as config_lib
   for name in NAMES:
     if config.experts[name] or (name == "parser" and not needs_parser(config)):
       continue
-    cfg = bootstrap_config(config, name)
-    key = hashlib.sha256(config_lib.to_json(cfg).encode()).hexdigest()[:12]
-    workdir = os.path.join(_cache_root(), f"{name}-{key}")
-    if not _finished(workdir, cfg.total_steps):
-      if jax.process_count() > 1:
-        raise ConfigError(f"expert {name!r} is not trained yet and multi-host runs do not bootstrap experts; "
-                          f"train it once (python -m jaxface.main --config {config.experts.bootstrap[name]} ...) "
-                          f"and pass --config.experts.{name}=WORKDIR.")
-      log(f"[experts] training the {name} bootstrap ({cfg.total_steps} steps of "
-          f"{config.experts.bootstrap[name]}) into {workdir}")
-      from jaxface.train import loop
-      loop.train(cfg, workdir)
-    config.experts[name] = workdir
+    config.experts[name] = trained_bootstrap(bootstrap_config(config, name), name, config.experts.bootstrap[name],
+                                             log)
   return config
 
 
