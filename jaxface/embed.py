@@ -1,7 +1,7 @@
 """Embed real photos into a trained DiscoFaceGAN and edit them: `python -m jaxface.embed`.
 
   python -m jaxface.embed --workdir W --image photo.jpg [--image other.png ...] --out out.png
-                          [--set yaw=20,smile_l=0.8] [--set d_yaw=-20] [--steps 300] [--latent old.npz]
+                          [--set yaw=20,smile_l=0.8] [--set d_yaw=-20] [--steps 600] [--latent old.npz]
 
 Each photo is detected and 5-point aligned to the generator's framing, its coefficients are estimated with
 R-Net, and a W+ latent (and the noise maps) is optimized to reproduce it (jaxface.edit.embed). Every --set is
@@ -42,7 +42,7 @@ def parse_args(argv):
   p.add_argument("--latent", default=None, help="reuse an embedding .npz written by an earlier run")
   p.add_argument("--out", required=True, help="PNG path of the result grid")
   p.add_argument("--set", action="append", default=[], help="one edit: comma-separated factor=value")
-  p.add_argument("--steps", type=int, default=300, help="optimizer steps")
+  p.add_argument("--steps", type=int, default=600, help="optimizer steps")
   p.add_argument("--batch-size", type=int, default=16, help="photos optimized together")
   p.add_argument("--no-align", action="store_true", help="the photos are already aligned crops")
   p.add_argument("--no-noise", action="store_true", help="keep the generator's noise maps fixed")

@@ -51,3 +51,31 @@ def tiny_disco(tmp_path_factory):
   proc = subprocess.run(cmd, cwd=_ROOT, env=e, capture_output=True, text=True, timeout=2400)
   assert proc.returncode == 0, proc.stderr[-4000:]
   return dict(root=root, workdir=workdir, env=e, cmd=cmd, log=proc.stdout + proc.stderr)
+
+
+def _train_tiny(tmp_path_factory, name, config, *overrides):
+  import subprocess
+  import sys
+  sys.path.insert(0, os.path.join(_ROOT, "tests", "train"))
+  from helpers import env
+  workdir = tmp_path_factory.mktemp(name) / "run"
+  e = env(devices=2)
+  e["JAXFACE_CACHE"] = os.environ["JAXFACE_CACHE"]  # multi-view renders and the parser bootstrap are cached
+  cmd = [sys.executable, "-m", "jaxface.main", "--config", config, "--workdir", str(workdir),
+         "--config.wandb.mode=disabled", "--config.ckpt.async_save=false", *overrides]
+  proc = subprocess.run(cmd, cwd=_ROOT, env=e, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_sof(tmp_path_factory):
+  """One tiny SOF (geometry) training; its workdir. Shared by the SOF and the SofGAN CLI tests."""
+  return _train_tiny(tmp_path_factory, "sof", "configs/sof.py:tiny", "--config.total_steps=24",
+                     "--config.log.every_steps=4")
+
+
+@pytest.fixture(scope="session")
+def tiny_siw(tmp_path_factory):
+  """One tiny SIW (texture) training; its workdir. Shared by the SIW and the SofGAN CLI tests."""
+  return _train_tiny(tmp_path_factory, "siw", "configs/siw.py:tiny")

@@ -36,8 +36,8 @@ class NoFaceError(DataError):
 
 @dataclasses.dataclass(frozen=True)
 class EmbedConfig:
-  steps: int = 300          # optimizer steps per batch of photos
-  lr: float = 0.05          # Adam peak learning rate (w+ and noise maps)
+  steps: int = 600          # optimizer steps per batch of photos
+  lr: float = 0.1           # Adam peak learning rate (w+ and noise maps)
   batch_size: int = 16      # photos optimized together (one compiled program per batch size)
   w_pix: float = 1.0        # pixel MSE in [-1, 1]
   w_msssim: float = 1.0     # 1 − MS-SSIM

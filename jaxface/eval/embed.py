@@ -10,7 +10,7 @@
 The photos are world renders at the generator's resolution, framed as its training images, so they are embedded
 without detection (align=False); `python -m jaxface.embed` shows the aligned path on real photos.
 
-  python -m jaxface.eval.embed --workdir W [--num 16] [--steps 300] [--out DIR]
+  python -m jaxface.eval.embed --workdir W [--num 16] [--steps 600] [--out DIR]
 """
 
 import argparse
@@ -36,7 +36,7 @@ def _cos(a, b):
   return np.sum(a * b, -1)
 
 
-def evaluate(gen, num=16, steps=300, batch_size=16, yaw_delta=20.0, config=None):
+def evaluate(gen, num=16, steps=600, batch_size=16, yaw_delta=20.0, config=None):
   """Returns (results dict, grid images [rows, cols, R, R, 3] uint8: photo, reconstruction, yaw −, yaw +)."""
   from jaxface.edit import embed
   from jaxface.eval.disco import Measure, _replace, _world_images, _world_sample
@@ -91,7 +91,7 @@ def parse_args(argv):
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
   p.add_argument("--num", type=int, default=16, help="held-out world images")
-  p.add_argument("--steps", type=int, default=300, help="embedding optimizer steps")
+  p.add_argument("--steps", type=int, default=600, help="embedding optimizer steps")
   p.add_argument("--batch-size", type=int, default=16, help="photos embedded together")
   p.add_argument("--yaw", type=float, default=20.0, help="yaw edit (degrees, applied both ways)")
   p.add_argument("--out", default=None, help="output folder (default WORKDIR/eval)")

@@ -176,24 +176,9 @@ def train_step(config):
       updates, g_opt = tx_g.update(grads, g_opt, g_params)
       g_params = optax.apply_updates(g_params, updates)
 
-    # D main: logistic loss on reals vs fresh fakes from the updated G.
+    # D main (logistic loss on reals vs fresh fakes from the updated G), then lazy R1 on reals.
     fake_img = jax.lax.stop_gradient(fakes(g_params, k_dmain, labels)[0])
-    def d_loss(d_params):
-      real_logits, fake_logits = d_logits(d_params, reals), d_logits(d_params, fake_img)
-      return adversarial.d_logistic(real_logits, fake_logits), (real_logits.mean(), fake_logits.mean())
-    (metrics["loss_D"], (metrics["D_real"], metrics["D_fake"])), grads = jax.value_and_grad(
-        d_loss, has_aux=True)(d["params"])
-    updates, d_opt = tx_d.update(grads, d["opt"], d["params"])
-    d_params = optax.apply_updates(d["params"], updates)
-
-    # D reg: lazy R1 on reals.
-    if do_r1:
-      def r1_loss(d_params):
-        penalty = adversarial.r1_penalty(lambda x: d_logits(d_params, x), reals)
-        return penalty * (loss_cfg.r1_gamma / 2) * loss_cfg.r1_interval, penalty
-      (_, metrics["r1_penalty"]), grads = jax.value_and_grad(r1_loss, has_aux=True)(d_params)
-      updates, d_opt = tx_d.update(grads, d_opt, d_params)
-      d_params = optax.apply_updates(d_params, updates)
+    d_params, d_opt = sg2_train.d_updates(d_logits, tx_d, d, reals, fake_img, do_r1, loss_cfg, metrics)
 
     g_ema = sg2_train.ema_update(state["G_ema"], g_params, state["step"], batch_size, loss_cfg.ema_kimg,
                                  loss_cfg.ema_rampup)

@@ -51,6 +51,27 @@ def optimizer(opt_cfg, reg_interval):
   return optax.adam(opt_cfg.lr * ratio, b1=opt_cfg.beta1 ** ratio, b2=opt_cfg.beta2 ** ratio, eps=opt_cfg.eps)
 
 
+def d_updates(d_logits, tx_d, d, reals, fake_img, do_r1, loss_cfg, metrics):
+  """D main (logistic loss on reals vs fakes) and, when `do_r1`, the lazy R1 update on reals weighted by
+  gamma/2 and its interval. d: {"params", "opt"}; d_logits(params, images). Fills metrics (loss_D, D_real, D_fake,
+  r1_penalty); returns (params, opt state)."""
+  def d_loss(params):
+    real_logits, fake_logits = d_logits(params, reals), d_logits(params, fake_img)
+    return adversarial.d_logistic(real_logits, fake_logits), (real_logits.mean(), fake_logits.mean())
+  (metrics["loss_D"], (metrics["D_real"], metrics["D_fake"])), grads = jax.value_and_grad(
+      d_loss, has_aux=True)(d["params"])
+  updates, opt = tx_d.update(grads, d["opt"], d["params"])
+  params = optax.apply_updates(d["params"], updates)
+  if do_r1:
+    def r1_loss(params):
+      penalty = adversarial.r1_penalty(lambda x: d_logits(params, x), reals)
+      return penalty * (loss_cfg.r1_gamma / 2) * loss_cfg.r1_interval, penalty
+    (_, metrics["r1_penalty"]), grads = jax.value_and_grad(r1_loss, has_aux=True)(params)
+    updates, opt = tx_d.update(grads, opt, params)
+    params = optax.apply_updates(params, updates)
+  return params, opt
+
+
 # ------------------------------------------------------------------------------------------------- state
 
 def init_state(config, rng):
@@ -155,24 +176,7 @@ def train_step(config):
 
     # D main: logistic loss on reals vs fresh fakes from the updated G (no gradient into G).
     fake_img, _, _ = fakes(g_params, k_dmain, batch_size)
-    fake_img = jax.lax.stop_gradient(fake_img)
-    def d_loss(d_params):
-      real_logits = d_logits(d_params, reals)
-      fake_logits = d_logits(d_params, fake_img)
-      return adversarial.d_logistic(real_logits, fake_logits), (real_logits.mean(), fake_logits.mean())
-    (metrics["loss_D"], (metrics["D_real"], metrics["D_fake"])), grads = jax.value_and_grad(
-        d_loss, has_aux=True)(d["params"])
-    updates, d_opt = tx_d.update(grads, d["opt"], d["params"])
-    d_params = optax.apply_updates(d["params"], updates)
-
-    # D reg: R1 on reals, weighted by gamma/2 and its interval.
-    if do_r1:
-      def r1_loss(d_params):
-        penalty = adversarial.r1_penalty(lambda x: d_logits(d_params, x), reals)
-        return penalty * (loss_cfg.r1_gamma / 2) * loss_cfg.r1_interval, penalty
-      (_, metrics["r1_penalty"]), grads = jax.value_and_grad(r1_loss, has_aux=True)(d_params)
-      updates, d_opt = tx_d.update(grads, d_opt, d_params)
-      d_params = optax.apply_updates(d_params, updates)
+    d_params, d_opt = d_updates(d_logits, tx_d, d, reals, jax.lax.stop_gradient(fake_img), do_r1, loss_cfg, metrics)
 
     # EMA generator with ramp-up (StyleGAN2-ADA), and the running mean of W for truncation.
     g_ema = ema_update(state["G_ema"], g_params, state["step"], batch_size, loss_cfg.ema_kimg, loss_cfg.ema_rampup)

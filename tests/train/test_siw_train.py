@@ -18,16 +18,6 @@ from jaxface.errors import DataError, UserError
 from helpers import ROOT, env, metric_rows  # pylint: disable=import-error
 
 
-@pytest.fixture(scope="module")
-def tiny_siw(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("siw") / "run"
-  cmd = [sys.executable, "-m", "jaxface.main", "--config", "configs/siw.py:tiny", "--workdir", str(workdir),
-         "--config.ckpt.async_save=false"]
-  proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=900)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  return workdir
-
-
 def test_tiny_run_trains_and_evaluates(tiny_siw):
   rows = [r for r in metric_rows(tiny_siw) if "loss_G" in r]
   assert [r["step"] for r in rows] == [1, 2, 3, 4]
