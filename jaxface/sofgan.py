@@ -41,6 +41,7 @@ class SofGAN:
     self.params = jax.tree.map(jnp.asarray, state["G_ema"])
     self._map = jax.jit(lambda p, z: self.G.apply({"params": p}, z, method="map"))
     self.resolution = int(config.model.resolution)
+    self._gmm = None
 
   def code(self, geometry):
     """A geometry code [latent] from "gmm:SEED" (a new head) or "instance:I" (a training head)."""
@@ -56,8 +57,9 @@ class SofGAN:
         raise UserError(f"--geometry instance:{value}: the SOF run learned instances 0..{len(codes) - 1}")
       return codes[value]
     if kind == "gmm":
-      k = min(16, max(1, len(codes) // 2))
-      return sof_codes.sample_gmm(sof_codes.fit_gmm(codes, k=k, seed=0), 1, seed=value)[0][0]
+      if self._gmm is None:  # fitted once per model: every sampled head draws from the same mixture
+        self._gmm = sof_codes.fit_gmm(codes, k=min(16, max(1, len(codes) // 2)), seed=0)
+      return sof_codes.sample_gmm(self._gmm, 1, seed=value)[0][0]
     raise UserError(f"--geometry {geometry!r}: expected gmm:SEED or instance:INDEX")
 
   def labels17(self, code, c2w, size):
