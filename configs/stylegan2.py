@@ -6,6 +6,9 @@ Presets (the string after the colon):
             Expected (measured, 2 loaded CPU cores): 300 steps = 2.4 kimg in about 5 minutes, ~10 img/s; the
             samples are still coloured noise with face-toned blobs then. Faces need on the order of 100+ kimg
             (hours on CPU; not yet measured here).
+  world64   CPU reference generator for the editing methods (InterFaceGAN, identity mapping): the tiny widths at
+            64x64 on the synthetic world, trained long enough for faces with pose, identity and attributes.
+              python -m jaxface.main --config configs/stylegan2.py:world64 --workdir workdirs/sg2_world64
   paper256  StyleGAN2-ADA's `paper256` recipe (256x256, batch 64, channel_base 16384, lr 0.0025, gamma 1,
             EMA 20 kimg, mbstd group 8) without ADA, in bfloat16. Needs real data at 256x256 (a prepared
             ArrayRecord folder or an image folder: --config.data.kind=arrayrecord --config.data.path=DIR).
@@ -23,21 +26,26 @@ from configs import common
 
 def get_config(arg=""):
   args = common.parse_arg(arg, preset="tiny", res=0)
-  if args.preset not in ("tiny", "paper256"):
+  if args.preset not in ("tiny", "world64", "paper256"):
     from jaxface.errors import ConfigError
-    raise ConfigError(f"unknown preset {args.preset!r} for configs/stylegan2.py; use tiny or paper256.")
-  tiny = args.preset == "tiny"
-  res = args.res or (32 if tiny else 256)
+    raise ConfigError(f"unknown preset {args.preset!r} for configs/stylegan2.py; use tiny, world64 or paper256.")
+  world64 = args.preset == "world64"
+  tiny = args.preset == "tiny" or world64  # world64 = the tiny widths and rates, longer, at 64x64
+  res = args.res or (64 if world64 else 32 if tiny else 256)
 
   config = ml_collections.ConfigDict()
   config.trainer = "stylegan2"  # jaxface/train/<trainer>.py
   config.config_file = ""  # filled in by jaxface.config with the file:arg this config came from
   config.batch_size = 8 if tiny else 64  # global batch, split over all devices and hosts
-  config.total_steps = 300 if tiny else 25_000_000 // 64  # optimizer steps (paper256: 25,000 kimg)
+  config.total_steps = 12_000 if world64 else 300 if tiny else 25_000_000 // 64  # optimizer steps (paper256: 25,000 kimg)
   common.mesh_and_sharding(config)
   config.compute_dtype = "float32" if tiny else "bfloat16"
   common.run_blocks(config)
-  if tiny:
+  if world64:
+    config.ckpt.every_steps = 250
+    config.log.every_steps = 50
+    config.log.samples_every_steps = 1000
+  elif tiny:
     config.ckpt.every_steps = 100
     config.log.every_steps = 10
     config.log.samples_every_steps = 100

@@ -79,3 +79,16 @@ def tiny_sof(tmp_path_factory):
 def tiny_siw(tmp_path_factory):
   """One tiny SIW (texture) training; its workdir. Shared by the SIW and the SofGAN CLI tests."""
   return _train_tiny(tmp_path_factory, "siw", "configs/siw.py:tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_sg2(tmp_path_factory):
+  """A tiny StyleGAN2 (16x16, z/w 16) trained 2 steps on the synthetic world, in this process; its workdir.
+  The frozen generator of the identity-mapping tests."""
+  from jaxface import main as train_main
+  w = tmp_path_factory.mktemp("sg2") / "run"
+  assert train_main.main(["--workdir", str(w), "--config", "configs/stylegan2.py:tiny,res=16",
+                          "--config.total_steps=2", "--config.model.channel_max=16", "--config.model.z_dim=16",
+                          "--config.model.w_dim=16", "--config.wandb.mode=disabled", "--config.ckpt.async_save=false",
+                          "--config.log.num_samples=4"]) == 0
+  return str(w)

@@ -90,13 +90,18 @@ def framing(gen):
 
 def align_photo(gen, image, align=True):
   """One photo -> [R, R, 3] uint8 framed like the generator's training images."""
+  return align_to(image, gen.resolution, framing(gen), align)
+
+
+def align_to(image, resolution, rescale_factor, align=True):
+  """One photo -> [R, R, 3] uint8: detected, 5-point aligned and cropped at `rescale_factor` pixels per dm (or
+  just resized when align is False). No face -> NoFaceError."""
   img = as_rgb(image)
-  r = gen.resolution
   if not align:
-    return np.asarray(Image.fromarray(img).resize((r, r), Image.BICUBIC))
+    return np.asarray(Image.fromarray(img).resize((resolution, resolution), Image.BICUBIC))
   from jaxface.data import align as align_lib
   try:
-    return align_lib.align_image(img, target_size=r, rescale_factor=framing(gen))
+    return align_lib.align_image(img, target_size=resolution, rescale_factor=rescale_factor)
   except DataError as e:
     if "no face" in str(e):
       raise NoFaceError(f"no face found in the photo ({img.shape[1]}x{img.shape[0]}); use a photo with a visible, "

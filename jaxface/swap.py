@@ -1,0 +1,151 @@
+r"""Identity swap with a trained identity-mapping run (configs/id_mapping.py): the identity of one face, the pose,
+expression, lighting and background of another, from one pass through the mapper into the frozen StyleGAN2.
+
+  python -m jaxface.swap --workdir W --identity a.png --attributes b.png --out out.png
+  python -m jaxface.swap --workdir W --identity a.png c.png --attributes b.png d.png e.png --out grid.png
+      -> a grid: a header row of the attribute images, a header column of the identity images, swaps inside
+  python -m jaxface.swap --workdir W --identity a.png c.png --attributes b.png --interpolate 9 --out row.png
+      -> identity interpolation in W from a to c (both end points included) under b's attributes; with one
+         identity and two attribute images, attribute interpolation instead
+  --generated N  uses the run's held-out generated faces N..N+k instead of files (no alignment needed).
+Photos are detected and 5-point aligned to the generator's framing unless --no-align (already aligned crops, such
+as the generator's own images). Mistakes (no face, unreadable file, a mapper whose generator checkpoint changed)
+print `error: ...` and exit 2.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from jaxface.errors import CheckpointError, UserError, cli
+
+
+def load_run(workdir, step=None):
+  """(config, state with params and frozen nets) of a finished id-mapping run, checked against its generator."""
+  import jax
+  from jaxface.data import generator_samples as gs
+  from jaxface.train import id_mapping as train_lib
+  from jaxface.train import id_mapping_experts as experts_lib
+  from jaxface.train import rnet as rnet_lib
+  config, st, step = rnet_lib.read_checkpoint(workdir, step, trainer="id_mapping")
+  gen = train_lib.generator(config)
+  if str(gs.fingerprint(gen.params)) != config.generator.fingerprint:
+    raise CheckpointError(f"the generator checkpoint {config.generator.workdir} step {config.generator.step} is not "
+                          f"the one this mapper was trained against (its parameters changed); the mapper only works "
+                          f"with that exact generator. Restore it, or retrain the mapping.")
+  state = {"params": st["params"], "frozen": dict(experts_lib.load(config), G=gen.params)}
+  return config, jax.tree.map(np.asarray, state), gen
+
+
+def framing(gen):
+  """Pixels per decimetre of the generator's training images: the world's camera for a synthetic-world
+  generator, Deep3DFaceRecon's 102 px at 224 (data.prepare --align) for real data."""
+  d = gen.config.data
+  if d.get("kind") == "synthetic":
+    return float(d.focal) * gen.resolution / 256.0 / 10.0
+  return 102.0 * gen.resolution / 224.0
+
+
+def read_face(path, gen, align=True):
+  """A photo file -> [R, R, 3] uint8 framed like the generator's images (NoFaceError when none is found)."""
+  from jaxface.data import images
+  from jaxface.edit import embed
+  return embed.align_to(images.read_photo(path), gen.resolution, framing(gen), align)
+
+
+def swap_images(config, state, ids, attrs):
+  """uint8 [N, R, R, 3] identity and attribute images (paired) -> uint8 swaps [N, R, R, 3]."""
+  import jax
+  from jaxface.edit import generator_io
+  from jaxface.train import id_mapping as train_lib
+  fn = jax.jit(lambda a, b: train_lib.swap_fn(config)(state, train_lib.to_float(a), train_lib.to_float(b)))
+  return generator_io.postprocess(fn(np.asarray(ids), np.asarray(attrs)))
+
+
+def interpolate_w(config, state, id_pair, attr_pair, steps):
+  """Images along w = (1 - t) w_a + t w_b, t = 0 .. 1 in `steps` (both ends included; the original stops one
+  short of t = 1). id_pair / attr_pair: uint8 [2, R, R, 3] (the same image twice for the fixed source)."""
+  import jax
+  import jax.numpy as jnp
+  from jaxface.edit import generator_io
+  from jaxface.train import id_mapping as train_lib
+  fwd, synth = train_lib.mapper_fn(config), train_lib.synthesize_fn(train_lib.generator(config))
+  w, _ = jax.jit(lambda a, b: fwd(state["params"], state["frozen"], train_lib.to_float(a), train_lib.to_float(b)))(
+      np.asarray(id_pair), np.asarray(attr_pair))
+  t = jnp.linspace(0.0, 1.0, steps)[:, None]
+  return generator_io.postprocess(jax.jit(synth)(state["frozen"]["G"], (1 - t) * w[0] + t * w[1]))
+
+
+def grid(ids, attrs, swaps):
+  """[I], [A], [I*A] uint8 images -> one picture: blank corner, attribute header row, identity header column."""
+  r = ids.shape[1]
+  out = np.full(((len(ids) + 1) * r, (len(attrs) + 1) * r, 3), 255, np.uint8)
+  for j, a in enumerate(attrs):
+    out[:r, (j + 1) * r:(j + 2) * r] = a
+  for i, x in enumerate(ids):
+    out[(i + 1) * r:(i + 2) * r, :r] = x
+    for j in range(len(attrs)):
+      out[(i + 1) * r:(i + 2) * r, (j + 1) * r:(j + 2) * r] = swaps[i * len(attrs) + j]
+  return out
+
+
+def _generated(config, start, count):
+  from jaxface.data import generator_samples as gs
+  images, _, _ = gs.open_samples(config.data.path)
+  first = int(config.data.num_images) + int(start)
+  if first + count > images.shape[0]:
+    raise UserError(f"--generated {start} asks for held-out faces {start}..{start + count - 1}; the run holds "
+                    f"{images.shape[0] - int(config.data.num_images)}.")
+  return np.asarray(images[first:first + count])
+
+
+@cli
+def main(argv=None):
+  p = argparse.ArgumentParser(prog="python -m jaxface.swap", description=__doc__.split("\n")[0])
+  p.add_argument("--workdir", required=True, help="a configs/id_mapping.py training workdir")
+  p.add_argument("--identity", nargs="+", default=[], help="identity source photo(s)")
+  p.add_argument("--attributes", nargs="+", default=[], help="attribute source photo(s)")
+  p.add_argument("--generated", type=int, default=None,
+                 help="use held-out generated faces from this index: as many identities / attributes as "
+                      "--num-identities / --num-attributes")
+  p.add_argument("--num-identities", type=int, default=4)
+  p.add_argument("--num-attributes", type=int, default=4)
+  p.add_argument("--interpolate", type=int, default=0, help="steps of a W interpolation (two sources on one side)")
+  p.add_argument("--no-align", action="store_true", help="the photos are already aligned crops")
+  p.add_argument("--step", type=int, default=None, help="mapper checkpoint step (default: newest)")
+  p.add_argument("--out", required=True, help="output PNG")
+  args = p.parse_args(argv)
+  from PIL import Image
+  config, state, gen = load_run(args.workdir, args.step)
+  if args.generated is not None:
+    ids = _generated(config, args.generated, args.num_identities)
+    attrs = _generated(config, args.generated + args.num_identities, args.num_attributes)
+  else:
+    if not args.identity or not args.attributes:
+      raise UserError("give --identity and --attributes photos (or --generated N for the run's held-out faces).")
+    ids = np.stack([read_face(f, gen, not args.no_align) for f in args.identity])
+    attrs = np.stack([read_face(f, gen, not args.no_align) for f in args.attributes])
+  if args.interpolate:
+    if args.interpolate < 2:
+      raise UserError(f"--interpolate needs >= 2 steps, got {args.interpolate}.")
+    if len(ids) == 2 and len(attrs) == 1:
+      row = interpolate_w(config, state, ids, np.repeat(attrs, 2, 0), args.interpolate)
+    elif len(ids) == 1 and len(attrs) == 2:
+      row = interpolate_w(config, state, np.repeat(ids, 2, 0), attrs, args.interpolate)
+    else:
+      raise UserError(f"--interpolate needs two identities and one attribute image or the reverse; got "
+                      f"{len(ids)} and {len(attrs)}.")
+    picture = np.concatenate(list(row), 1)
+  else:
+    swaps = swap_images(config, state, np.repeat(ids, len(attrs), 0), np.tile(attrs, (len(ids), 1, 1, 1)))
+    picture = swaps[0] if len(ids) == len(attrs) == 1 else grid(ids, attrs, swaps)
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  Image.fromarray(picture).save(args.out)
+  print(f"wrote {args.out} ({picture.shape[1]}x{picture.shape[0]})")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
