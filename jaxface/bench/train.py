@@ -82,7 +82,9 @@ def main(argv=None):
   config = config_lib.build(args.config, config_lib.parse_overrides(rest))
   row = run(config, args.steps)
   cfg = {"config": args.config, "overrides": rest, "batch_size": config.batch_size,
-         "compute_dtype": config.compute_dtype, "resolution": config.model.resolution}
+         "compute_dtype": config.compute_dtype,
+         # methods on a frozen generator (id_mapping) take their resolution from it, not from config.model
+         "resolution": config.model.get("resolution") if "model" in config else None}
   common.record("train", cfg, row)
   common.print_table([dict(config=args.config, device=common.device_name(), **row)],
                      ["config", "device", "img_per_s", "img_per_s_pipeline", "pipeline_overhead_pct",
