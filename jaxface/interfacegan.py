@@ -17,8 +17,11 @@ r"""InterFaceGAN on a trained jaxface generator: sample and score, fit boundarie
 Flags mirror genforce/interfacegan's generate_data.py / train_boundary.py / edit.py (-o, -i, -n, -s, -b, -c,
 -r, -V, -I, --start_distance, --end_distance, --steps); `-m MODEL` becomes `-w WORKDIR`, a jaxface StyleGAN2
 training workdir. -s picks the space: z, w (before truncation) or wp (W+, after truncation). --predictor is a
-registered name (brightness, rgb, toy_colour, and whatever other jaxface modules register) or
-package.module:attribute. Mistakes print `error: ...` and exit 2.
+registered name (brightness, rgb, toy_colour, world_attributes, and whatever other jaxface modules register),
+NAME@PATH for a registered predictor that loads from a workdir, or package.module:attribute. world_attributes is
+the synthetic world's attribute predictor (glasses, smile, hair_lightness, gender, age, yaw; configs/attributes.py):
+`--predictor world_attributes` uses the bootstrap in $JAXFACE_CACHE (trained on first use, minutes on a CPU),
+`--predictor world_attributes@workdirs/attributes` a run of your own. Mistakes print `error: ...` and exit 2.
 """
 
 import argparse
@@ -259,7 +262,7 @@ def _generator_flags(p):
   p.add_argument("--batch_size", type=int, default=16, help="images synthesised per call")
   p.add_argument("--seed", type=int, default=0, help="seed for sampled latent codes")
   p.add_argument("-s", "--latent_space_type", default="z", help="z, w or wp (W+)")
-  p.add_argument("--predictor", default=None, help="attribute predictor: a registered name or package.module:attr")
+  p.add_argument("--predictor", default=None, help="attribute predictor: a registered name, NAME@WORKDIR, or package.module:attr")
   p.add_argument("--attributes", default=None, help="comma-separated subset of the predictor's attributes")
 
 

@@ -10,9 +10,15 @@ with truncation w_avg + psi (w - w_avg) on the first `truncation_layers` layers 
 layers) and constant per-layer noise (the original's randomize_noise=False), so an edit is the only change.
 
 Predictor: anything with `names` (attribute names) that maps images [N, H, W, 3] float in [-1, 1] to scores
-[N, len(names)]. `get_predictor(spec)` takes a registry name (`register_predictor`) or `package.module:attr`,
-where attr is a `Predictor`, a callable with an `attribute_names` attribute, or a zero-argument factory that
-returns a `Predictor` (so a predictor can load its weights lazily).
+[N, len(names)]. `get_predictor(spec)` takes a registry name (`register_predictor`), `NAME@PATH` for a
+registered predictor that loads from a path (e.g. `world_attributes@workdirs/attributes`), or
+`package.module:attr`, where attr is a `Predictor`, a callable with an `attribute_names` attribute, or a
+zero-argument factory that returns a `Predictor` (so a predictor can load its weights lazily). `@` cannot occur
+in a registry name or a Python module path, so `NAME@PATH` never reads as `module:attr`, whatever PATH holds.
+
+Registered: brightness, rgb, toy_colour (pixel statistics for tests and smoke runs) and world_attributes (the
+synthetic world's attribute predictor, jaxface/train/attributes.py: glasses, smile, hair_lightness, gender,
+age, yaw; without @PATH the configs/attributes.py bootstrap in $JAXFACE_CACHE, trained on first use).
 """
 
 import importlib
@@ -223,11 +229,17 @@ class Predictor(NamedTuple):
 
 
 _REGISTRY = {}
+_TAKES_PATH = set()
 
 
-def register_predictor(name, factory):
-  """Makes `--predictor NAME` build `factory()` (a zero-argument callable returning a Predictor)."""
+def register_predictor(name, factory, takes_path=False):
+  """Makes `--predictor NAME` build `factory()` (a callable returning a Predictor); with takes_path, also makes
+  `--predictor NAME@PATH` build `factory(PATH)`."""
+  if not name or "@" in name or ":" in name:
+    raise ValueError(f"predictor name {name!r} must be non-empty and contain neither '@' nor ':'")
   _REGISTRY[name] = factory
+  if takes_path:
+    _TAKES_PATH.add(name)
 
 
 def _brightness(images):
@@ -248,14 +260,34 @@ register_predictor("rgb", lambda: Predictor(lambda x: x.mean(axis=(1, 2)), ("red
 register_predictor("toy_colour", lambda: Predictor(_toy_colour, ("brightness", "warmth", "top_bottom")))
 
 
+def _world_attributes(workdir=None):
+  from jaxface.train import attributes  # lazy: importing generator_io must not import the trainer
+  return attributes.predictor(workdir)
+
+
+register_predictor("world_attributes", _world_attributes, takes_path=True)
+
+
 def predictor_names():
   return sorted(_REGISTRY)
 
 
 def get_predictor(spec):
-  """A registry name or `package.module:attribute` -> Predictor (see module docstring)."""
+  """A registry name, `NAME@PATH` or `package.module:attribute` -> Predictor (see module docstring)."""
+  name, at, path = spec.partition("@")
   if spec in _REGISTRY:
     obj = _REGISTRY[spec]()
+  elif at and name in _REGISTRY:
+    if name not in _TAKES_PATH:
+      raise UserError(f"--predictor {spec!r}: predictor {name!r} takes no path; pass just {name!r}. Predictors "
+                      f"that load from a path: {', '.join(sorted(_TAKES_PATH)) or 'none'}.")
+    if not path or not os.path.exists(path):
+      raise UserError(f"--predictor {spec!r}: path {path!r} does not exist; pass {name}@DIR with the --workdir of "
+                      f"a trained predictor run.")
+    obj = _REGISTRY[name](path)
+  elif at:
+    raise UserError(f"--predictor {spec!r}: unknown predictor {name!r} before '@'; registered: "
+                    f"{', '.join(predictor_names())}.")
   elif ":" in spec:
     module_name, _, attr = spec.partition(":")
     try:
@@ -269,7 +301,7 @@ def get_predictor(spec):
       names = getattr(obj, "attribute_names", None)
       obj = Predictor(obj, tuple(names)) if names is not None else obj()
   else:
-    raise UserError(f"unknown predictor {spec!r}; use one of {', '.join(predictor_names())} or "
+    raise UserError(f"unknown predictor {spec!r}; use one of {', '.join(predictor_names())}, NAME@PATH or "
                     f"package.module:attribute.")
   if not isinstance(obj, Predictor):
     raise UserError(f"--predictor {spec!r} gave a {type(obj).__name__}, not a jaxface.edit.generator_io.Predictor; "
