@@ -13,7 +13,8 @@ Presets (the string after the colon):
 Measured (default preset, 2 shared CPU cores, 11 min; docs/results_interfacegan.md), held-out (world indices
 >= 10**9, WORKDIR/eval/step_N.json): hair-colour accuracy 0.97, hair-lightness R^2 0.98, yaw R^2 0.97 (median
 error 2.3 deg), gender R^2 0.70; NOT learned in 1200 steps: glasses (AUC 0.50: thin frames at 64x64), smile
-(R^2 0.0) and age (R^2 0.05). Those need more steps or a wider/higher-resolution net (e.g. res=128,width=32).
+(R^2 0.0) and age (R^2 0.05), nor at 2400 steps with up-weighted losses or at width 32 (800 steps): 1-2 px cues
+at 64x64. Next to try: res=128 and many more steps (a GPU).
 Other arguments: res=R (multiple of 32), width=W, e.g. configs/attributes.py:default,res=128.
 """
 
