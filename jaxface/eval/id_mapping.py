@@ -41,14 +41,15 @@ def _deg(a, b):
   return np.abs((d + 180.0) % 360.0 - 180.0)
 
 
-def measure_pairs(config, state, x_id, x_attr):
-  """Per-pair measurements of swap(x_id, x_attr) for uint8 image arrays [N, R, R, 3]."""
+def measure_fn(config):
+  """Jitted (state, uint8 I_id, uint8 I_attr) -> per-pair measurements of the swap; build once per evaluation."""
   from jaxface.train import id_mapping as train_lib
   from jaxface.train import id_mapping_experts as experts_lib
-  ex, swap, frozen = experts_lib.functions(config), train_lib.swap_fn(config), state["frozen"]
+  ex, swap = experts_lib.functions(config), train_lib.swap_fn(config)
 
   @jax.jit
-  def measure(a_u8, b_u8):
+  def measure(state, a_u8, b_u8):
+    frozen = state["frozen"]
     a, b = train_lib.to_float(a_u8), train_lib.to_float(b_u8)
     out = swap(state, a, b)
     ea, eb, eo = (ex.identity(frozen, x) for x in (a, b, out))
@@ -58,7 +59,14 @@ def measure_pairs(config, state, x_id, x_attr):
             "ms_ssim": ssim_lib.ms_ssim((out + 1) / 2, (b + 1) / 2, data_range=1.0),
             "mse": jnp.mean(jnp.square((jnp.clip(out, -1, 1) - b) / 2), axis=(1, 2, 3))}
 
-  return _batched(measure, np.asarray(x_id), np.asarray(x_attr), batch=int(config.eval.batch_size))
+  return measure
+
+
+def measure_pairs(config, state, x_id, x_attr, measure=None):
+  """Per-pair measurements of swap(x_id, x_attr) for uint8 image arrays [N, R, R, 3]."""
+  measure = measure or measure_fn(config)
+  return _batched(lambda a, b: measure(state, a, b), np.asarray(x_id), np.asarray(x_attr),
+                  batch=int(config.eval.batch_size))
 
 
 def summarize_cross(m, resolution):
@@ -83,12 +91,13 @@ def evaluate(config, state, workdir, log=print):
   first, n = int(config.data.num_images), int(config.eval.num_pairs)
   val = np.asarray(images[first:first + min(n, int(config.data.num_val))])
   shift = np.roll(np.arange(len(val)), max(1, len(val) // 2))  # pair each held-out face with another one
-  result = {"cross": summarize_cross(measure_pairs(config, state, val, val[shift]), gen.resolution)}
-  rec = measure_pairs(config, state, val, val)
+  measure = measure_fn(config)  # one compiled program for every measurement below
+  result = {"cross": summarize_cross(measure_pairs(config, state, val, val[shift], measure), gen.resolution)}
+  rec = measure_pairs(config, state, val, val, measure)
   result["reconstruction"] = {"psnr_db": float(np.mean(-10.0 * np.log10(np.maximum(rec["mse"], 1e-10)))),
                               "ms_ssim": float(np.mean(rec["ms_ssim"])), "id_cos": float(np.mean(rec["id_to_out"]))}
   if gen.config.data.get("kind") == "synthetic" and config.eval.world_pairs > 0:
-    result["world"] = _world(config, state, gen)
+    result["world"] = _world(config, state, gen, measure)
   result["num_pairs"] = int(len(val))
   if log:
     c = result["cross"]
@@ -98,7 +107,7 @@ def evaluate(config, state, workdir, log=print):
   return result
 
 
-def _world(config, state, gen):
+def _world(config, state, gen, measure):
   """Synthetic-world renders with known pose as the attribute (and identity) sources."""
   from jaxface.data import synthetic
   from jaxface.data import synthetic_factors as sf
@@ -108,7 +117,7 @@ def _world(config, state, gen):
   to_u8 = lambda idx: synthetic.to_uint8(synthetic.render_items(idx, gen.resolution, wcfg)["image"])
   attr, ids = to_u8(attr_idx), to_u8(id_idx)
   true = np.stack([sf.sample_factors(i, wcfg)["angle"] for i in attr_idx])
-  m = measure_pairs(config, state, ids, attr)
+  m = measure_pairs(config, state, ids, attr, measure)
   return {"world_yaw_err_deg": float(np.median(_deg(m["pose_out"][:, 1], true[:, 1]))),
           "rnet_yaw_err_deg": float(np.median(_deg(m["pose_attr"][:, 1], true[:, 1]))),
           "world_pitch_err_deg": float(np.median(_deg(m["pose_out"][:, 0], true[:, 0]))),

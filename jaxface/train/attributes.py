@@ -25,7 +25,6 @@ import dataclasses
 import functools
 import os
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -54,28 +53,15 @@ def hair_luma():
 
 # ------------------------------------------------------------------------------------------------- model
 
-class AttributeNet(nn.Module):
-  """(N, H, W, 3) in [-1, 1] -> (N, 1 + 4 + 6): [glasses logit | standardised smile, gender, age, yaw | hair
-  logits]. The head is zero-initialised: training starts at p(glasses) = 1/2, the mean of every regression
-  target and uniform hair colours."""
-  num_hair: int
-  depth: int = 18
-  width: int = 16
-  train: bool = False
-  dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    from jaxface.models.resnet import Encoder
-    feats = Encoder(self.depth, self.width, self.train, self.dtype, name="backbone")(x)[-1]
-    pooled = feats.astype(jnp.float32).mean((1, 2))
-    return nn.Dense(1 + len(REGRESSION) + self.num_hair, kernel_init=nn.initializers.zeros,
-                    param_dtype=jnp.float32, name="head")(pooled)
+# The network is the narrow R-Net trunk with a zero-initialised linear head (models/rnet_small.NarrowRNet): outputs
+# (N, 1 + 4 + 6) = [glasses logit | standardised smile, gender, age, yaw | hair logits], so training starts at
+# p(glasses) = 1/2, the mean of every regression target and uniform hair colours. Input range [-1, 1].
 
 
 def network(config, train):
   m = config.model
-  return AttributeNet(num_hair(), m.depth, m.width, train, jnp.dtype(config.compute_dtype))
+  from jaxface.models.rnet_small import NarrowRNet
+  return NarrowRNet(1 + len(REGRESSION) + num_hair(), m.depth, m.width, train, jnp.dtype(config.compute_dtype))
 
 
 def split_head(out):

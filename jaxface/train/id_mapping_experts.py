@@ -158,7 +158,8 @@ def _functions(experts_json):
     def raw_identity(frozen, x):
       return net.apply(frozen["idnet"], resize(centre_crop(x), 150) * 127.5 + 127.5)
   else:
-    net, _ = idnet_models.arcface_from_flat(assets_params(e.idnet))
+    from jaxface import assets
+    net, _ = idnet_models.arcface_from_flat(assets.load_params("arcface", e.idnet))
     id_dim = 512
 
     def raw_identity(frozen, x):
@@ -168,8 +169,3 @@ def _functions(experts_json):
     return id_losses.l2_normalize(raw_identity(frozen, jnp.clip(images.astype(jnp.float32), -1.0, 1.0)))
 
   return Experts(identity=identity, landmarks=landmarks, pose=pose, id_dim=id_dim)
-
-
-def assets_params(path):
-  from jaxface import assets
-  return assets.load_params("arcface", path)
