@@ -52,7 +52,9 @@ def get_config(arg=""):
       fingerprint="",  # filled in at start: the generator's parameter fingerprint (jaxface.swap checks it)
   ))
 
-  config.data = ml_collections.ConfigDict(dict(
+  # Not a `data` block: the training set is sampled from the frozen generator (which saw the synthetic world by
+  # default), not read from a data source.
+  config.samples = ml_collections.ConfigDict(dict(
       path="",  # folder of generated (image, w) pairs; empty = generated into $JAXFACE_CACHE on first use
       num_images=70_000 if faithful else 64 if tiny else 10_000,  # generated training images (paper: 70K)
       num_val=1000 if faithful else 16 if tiny else 500,  # further generated images held out for evaluation

@@ -93,11 +93,11 @@ def grid(ids, attrs, swaps):
 
 def _generated(config, start, count):
   from jaxface.data import generator_samples as gs
-  images, _, _ = gs.open_samples(config.data.path)
-  first = int(config.data.num_images) + int(start)
+  images, _, _ = gs.open_samples(config.samples.path)
+  first = int(config.samples.num_images) + int(start)
   if first + count > images.shape[0]:
     raise UserError(f"--generated {start} asks for held-out faces {start}..{start + count - 1}; the run holds "
-                    f"{images.shape[0] - int(config.data.num_images)}.")
+                    f"{images.shape[0] - int(config.samples.num_images)}.")
   return np.asarray(images[first:first + count])
 
 

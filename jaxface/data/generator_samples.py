@@ -79,7 +79,7 @@ def open_samples(folder, gen=None):
   missing = [f for f in FILES if not os.path.isfile(os.path.join(folder, f))]
   if missing:
     raise DataError(f"{folder!r} is not a generated-samples folder (missing {', '.join(missing)}); leave "
-                    f"config.data.path empty to generate one, or point it at a folder this module wrote.")
+                    f"config.samples.path empty to generate one, or point it at a folder this module wrote.")
   with open(os.path.join(folder, "meta.json")) as f:
     m = json.load(f)
   images = np.load(os.path.join(folder, "images.npy"), mmap_mode="r")
@@ -90,5 +90,5 @@ def open_samples(folder, gen=None):
   if gen is not None and (m["fingerprint"] != fingerprint(gen.params) or m["w_dim"] != gen.w_dim
                           or m["resolution"] != gen.resolution):
     raise DataError(f"{folder!r} was sampled from generator {m['generator']} step {m['step']}, not from "
-                    f"{gen.workdir} step {gen.step}; point config.data.path elsewhere (or leave it empty).")
+                    f"{gen.workdir} step {gen.step}; point config.samples.path elsewhere (or leave it empty).")
   return images, ws, m

@@ -87,9 +87,9 @@ def evaluate(config, state, workdir, log=print):
   del workdir
   state = jax.device_get(state)
   gen = train_lib.generator(config)
-  images, _, _ = gs.open_samples(config.data.path)
-  first, n = int(config.data.num_images), int(config.eval.num_pairs)
-  val = np.asarray(images[first:first + min(n, int(config.data.num_val))])
+  images, _, _ = gs.open_samples(config.samples.path)
+  first, n = int(config.samples.num_images), int(config.eval.num_pairs)
+  val = np.asarray(images[first:first + min(n, int(config.samples.num_val))])
   shift = np.roll(np.arange(len(val)), max(1, len(val) // 2))  # pair each held-out face with another one
   measure = measure_fn(config)  # one compiled program for every measurement below
   result = {"cross": summarize_cross(measure_pairs(config, state, val, val[shift], measure), gen.resolution)}

@@ -47,7 +47,7 @@ def generator(config):
   if not g.workdir:
     raise ConfigError("no generator: pass a trained configs/stylegan2.py workdir with "
                       "--config configs/id_mapping.py:gen=DIR (or --config.generator.workdir=DIR).")
-  d = config.data
+  d = config.samples
   return _generator(os.path.abspath(g.workdir), int(g.step), float(d.truncation_psi), int(d.truncation_layers))
 
 
@@ -88,7 +88,7 @@ def _bootstrap_experts(config, gen, log):
 def _data_folder(config, gen):
   from jaxface import assets
   from jaxface.data import generator_samples as gs
-  d = config.data
+  d = config.samples
   key = repr((os.path.abspath(gen.workdir), gen.step, gs.fingerprint(gen.params), d.truncation_psi,
               d.truncation_layers, d.seed, d.num_images + d.num_val))
   return os.path.join(assets.cache_dir(), "generated", hashlib.sha256(key.encode()).hexdigest()[:16])
@@ -99,27 +99,27 @@ def prepare(config, log=print):
   from jaxface.data import generator_samples as gs
   log = log or (lambda *_: None)
   experts_lib.validate(config)
-  if config.data.num_images < config.batch_size or config.data.num_val < 1:
-    raise ConfigError(f"data.num_images={config.data.num_images} must be >= batch_size ({config.batch_size}) and "
-                      f"data.num_val={config.data.num_val} >= 1.")
+  if config.samples.num_images < config.batch_size or config.samples.num_val < 1:
+    raise ConfigError(f"samples.num_images={config.samples.num_images} must be >= batch_size ({config.batch_size}) and "
+                      f"samples.num_val={config.samples.num_val} >= 1.")
   gen = generator(config)
   config.generator.workdir = os.path.abspath(config.generator.workdir)
   config.generator.step = int(gen.step)
   config.generator.fingerprint = str(gs.fingerprint(gen.params))
   _bootstrap_experts(config, gen, log)
-  if not config.data.path:
-    config.data.path = _data_folder(config, gen)
-  total = config.data.num_images + config.data.num_val
-  if not os.path.isfile(os.path.join(config.data.path, "meta.json")):
+  if not config.samples.path:
+    config.samples.path = _data_folder(config, gen)
+  total = config.samples.num_images + config.samples.num_val
+  if not os.path.isfile(os.path.join(config.samples.path, "meta.json")):
     if jax.process_count() > 1:
       raise ConfigError("multi-host runs do not generate data; generate it once (a single-host run) and pass "
-                        "--config.data.path.")
-    log(f"[data] sampling {total} (image, w) pairs from the generator into {config.data.path}")
-    gs.generate(gen, config.data.path, total, seed=config.data.seed, log=log)
-  images, _, meta = gs.open_samples(config.data.path, gen)
+                        "--config.samples.path.")
+    log(f"[data] sampling {total} (image, w) pairs from the generator into {config.samples.path}")
+    gs.generate(gen, config.samples.path, total, seed=config.samples.seed, log=log)
+  images, _, meta = gs.open_samples(config.samples.path, gen)
   if meta["num"] < total:
-    raise ConfigError(f"{config.data.path} holds {meta['num']} samples; the config needs num_images + num_val = "
-                      f"{total}. Leave data.path empty (or generate more).")
+    raise ConfigError(f"{config.samples.path} holds {meta['num']} samples; the config needs num_images + num_val = "
+                      f"{total}. Leave samples.path empty (or generate more).")
   return config
 
 
@@ -132,8 +132,8 @@ class PairBatches:
 
   def __init__(self, config, process_index=0, process_count=1):
     from jaxface.data import generator_samples as gs
-    self.images, self.ws, _ = gs.open_samples(config.data.path)
-    self.n, self.seed = int(config.data.num_images), config.seed
+    self.images, self.ws, _ = gs.open_samples(config.samples.path)
+    self.n, self.seed = int(config.samples.num_images), config.seed
     if config.batch_size % process_count:
       raise ConfigError(f"batch_size={config.batch_size} must divide over {process_count} processes.")
     self.batch, self.local = config.batch_size, config.batch_size // process_count
@@ -313,10 +313,10 @@ def samples(config):
   """A swap grid at fixed held-out faces: row i = identity i, column j = attributes of face j."""
   from jaxface.data import generator_samples as gs
   n = int(config.log.num_samples)
-  images, _, _ = gs.open_samples(config.data.path)
-  first = int(config.data.num_images)
+  images, _, _ = gs.open_samples(config.samples.path)
+  first = int(config.samples.num_images)
   if images.shape[0] - first < 2 * n:
-    raise ConfigError(f"log.num_samples={n} needs {2 * n} held-out images; data.num_val is {config.data.num_val}.")
+    raise ConfigError(f"log.num_samples={n} needs {2 * n} held-out images; samples.num_val is {config.samples.num_val}.")
   ids = jnp.asarray(np.repeat(images[first:first + n], n, 0))
   attrs = jnp.asarray(np.tile(images[first + n:first + 2 * n], (n, 1, 1, 1)))
   swap = swap_fn(config)

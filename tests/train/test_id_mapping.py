@@ -136,7 +136,7 @@ def test_swap_cli_grid_single_and_interpolation(trained, tmp_path):
   # files: the generator's own images as aligned crops (--no-align); one pair -> one swapped image
   from jaxface.data import generator_samples as gs
   cfg = json.load(open(os.path.join(trained, "config.json")))
-  images, _, _ = gs.open_samples(cfg["data"]["path"])
+  images, _, _ = gs.open_samples(cfg["samples"]["path"])
   a, b = tmp_path / "a.png", tmp_path / "b.png"
   Image.fromarray(np.asarray(images[0])).save(a)
   Image.fromarray(np.asarray(images[1])).save(b)
@@ -154,7 +154,7 @@ def test_interpolation_ends_reproduce_the_swaps(trained):
   from jaxface import swap
   from jaxface.data import generator_samples as gs
   config, state, _ = swap.load_run(trained)
-  images, _, _ = gs.open_samples(config.data.path)
+  images, _, _ = gs.open_samples(config.samples.path)
   a, b = np.asarray(images[:2]), np.asarray(images[2:3])
   row = swap.interpolate_w(config, state, a, np.repeat(b, 2, 0), 3)
   ends = swap.swap_images(config, state, a, np.repeat(b, 2, 0))
