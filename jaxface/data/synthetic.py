@@ -95,7 +95,9 @@ class SyntheticSource:
 
   def __getitem__(self, index):
     f = sf.sample_factors(int(index) % self.size, self.cfg)
-    f.update({k: np.asarray(v) for k, v in sf.attributes(f).items() if k != "hair_colour"})
+    # Labels only add keys: a label named like a factor (glasses 0/1 vs the rendered kind 0/1/2) must not
+    # overwrite what the renderer reads.
+    f.update({k: np.asarray(v) for k, v in sf.attributes(f).items() if k not in f})
     return f
 
   def __repr__(self):

@@ -159,6 +159,14 @@ def test_source_prepare_items_and_multiview(r32):
   src = syn.make_source({"seed": 0, "num_identities": 100, "size": 50})
   assert len(src) == 50 and src[3]["identity"] < 100
   assert _digest([src[3]]) == _digest([src[53]])
+  # Items render exactly what sample_factors renders (sunglasses stay kind 2), and carry the labels.
+  full = syn.make_source({"seed": 0, "num_identities": 100})
+  kinds = {int(full[i]["glasses"]) for i in range(400)}
+  assert kinds == {0, 1, 2}
+  for i in range(20):
+    want = syn.sample_factors(i, full.cfg)
+    assert all(np.array_equal(full[i][k], want[k]) for k in syn.RENDER_KEYS)
+    assert np.isclose(full[i]["smile"], sf.attributes(want)["smile"])
   import grain
   ds = grain.MapDataset.source(src)
   assert np.array_equal(ds[7]["id"], src[7]["id"])
