@@ -1,4 +1,5 @@
-r"""Attribute predictor on the synthetic face world: image -> glasses, smile, hair colour, gender, age, yaw.
+r"""Attribute predictor on the synthetic face world: image -> glasses, smile, hair colour, gender, age, skin tone,
+key-light side, yaw.
 
 The scorer InterFaceGAN needs (`--predictor world_attributes`, jaxface/train/attributes.py): a narrow ResNet-18
 layout (models/resnet.Encoder) with one head per attribute, supervised by the world's labels
@@ -69,6 +70,8 @@ def get_config(arg=""):
       w_smile=1.0,  # standardised MSE of the smile amount
       w_gender=1.0,  # standardised MSE of the gender-like factor
       w_age=1.0,  # standardised MSE of the age-like factor
+      w_skin_tone=1.0,  # standardised MSE of the skin albedo's lightness coefficient
+      w_light_x=1.0,  # standardised MSE of the key light's horizontal component
       w_yaw=1.0,  # standardised MSE of the yaw angle (degrees)
   ))
 

@@ -19,7 +19,8 @@ Flags mirror genforce/interfacegan's generate_data.py / train_boundary.py / edit
 training workdir. -s picks the space: z, w (before truncation) or wp (W+, after truncation). --predictor is a
 registered name (brightness, rgb, toy_colour, world_attributes, and whatever other jaxface modules register),
 NAME@PATH for a registered predictor that loads from a workdir, or package.module:attribute. world_attributes is
-the synthetic world's attribute predictor (glasses, smile, hair_lightness, gender, age, yaw; configs/attributes.py):
+the synthetic world's attribute predictor (glasses, smile, hair_lightness, gender, age, skin_tone, light_x, yaw;
+configs/attributes.py):
 `--predictor world_attributes` uses the bootstrap in $JAXFACE_CACHE (trained on first use, minutes on a CPU),
 `--predictor world_attributes@workdirs/attributes` a run of your own. Mistakes print `error: ...` and exit 2.
 """

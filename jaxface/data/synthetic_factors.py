@@ -226,8 +226,12 @@ def sample_factors(index, cfg=None):
 def attributes(f):
   """Attribute labels of one sample (plain floats/ints)."""
   e = {n: float(f["exp"][i]) for i, n in enumerate(mp468_bases.EXPRESSIONS)}
+  # skin_tone: the albedo's lightness coefficient (tex[0]; the skin cluster sets it). light_x: the horizontal
+  # component of the key light, -mean over colours of the band-1 x coefficient (see _light's convention).
+  gamma = np.asarray(f["gamma"], np.float64).reshape(3, 9)
   return {"glasses": int(f["glasses"] > 0), "smile": 0.5 * (e["smile_l"] + e["smile_r"]),
-          "hair_colour": int(f["hair_colour"]), "gender": float(f["gender"]), "age": float(f["age"])}
+          "hair_colour": int(f["hair_colour"]), "gender": float(f["gender"]), "age": float(f["age"]),
+          "skin_tone": float(f["tex"][0]), "light_x": float(-gamma[:, 3].mean())}
 
 
 def stack(factor_list):

@@ -1,10 +1,10 @@
-"""Attribute predictor on the synthetic world: image -> glasses, smile, hair colour, gender, age, yaw.
+"""Attribute predictor on the synthetic world: image -> glasses, smile, hair colour, gender, age, skin tone,
+key-light side, yaw.
 
 The scorer InterFaceGAN fits its boundaries to (issue 8): each step renders its batch of world factors on the
 device (synthetic.render_batch), maps the images to [-1, 1] (what generators emit), runs a narrow ResNet
 (models/resnet.Encoder, BatchNorm in training mode) with one linear head per attribute, and minimises
-  w_glasses·BCE(glasses logit) + w_hair·CE(6 hair colours) + Σ_a w_a·MSE(standardised a), a in smile, gender,
-  age, yaw
+  w_glasses·BCE(glasses logit) + w_hair·CE(6 hair colours) + Σ_a w_a·MSE(standardised a), a in REGRESSION
 with the labels of synthetic_factors.attributes (yaw = the pose's y angle, in degrees). Regression targets are
 standardised with the world's mean/std (from `stats_samples` training draws, kept in the state, as R-Net does).
 
@@ -17,6 +17,8 @@ standardised with the world's mean/std (from `stats_samples` training draws, kep
                   < blonde < grey), so one hyperplane can separate light from dark hair, while a single class's
                   probability (e.g. blonde) is ~0 for most samples and ranks its bottom 2% by noise.
   gender, age     predicted gender-like (bimodal around ±1) and age-like (0 young .. 1 old) factors
+  skin_tone       predicted albedo lightness coefficient (tex[0]: dark < 0 < light)
+  light_x         predicted horizontal component of the key light (synthetic_factors.attributes)
   yaw             predicted yaw in degrees
 With no workdir, the predictor is the configs/attributes.py bootstrap in $JAXFACE_CACHE (trained on first use).
 """
@@ -35,8 +37,8 @@ from jaxface.errors import CheckpointError, ConfigError
 from jaxface.train import common
 from jaxface.train import rnet as rnet_lib
 
-REGRESSION = ("smile", "gender", "age", "yaw")
-SCORE_NAMES = ("glasses", "smile", "hair_lightness", "gender", "age", "yaw")
+REGRESSION = ("smile", "gender", "age", "skin_tone", "light_x", "yaw")  # yaw last: it comes from the pose angles
+SCORE_NAMES = ("glasses", "smile", "hair_lightness", "gender", "age", "skin_tone", "light_x", "yaw")
 BOOTSTRAP_SPEC = "configs/attributes.py"
 
 
@@ -54,7 +56,7 @@ def hair_luma():
 # ------------------------------------------------------------------------------------------------- model
 
 # The network is the narrow R-Net trunk with a zero-initialised linear head (models/rnet_small.NarrowRNet): outputs
-# (N, 1 + 4 + 6) = [glasses logit | standardised smile, gender, age, yaw | hair logits], so training starts at
+# (N, 1 + 6 + 6) = [glasses logit | standardised REGRESSION | hair logits], so training starts at
 # p(glasses) = 1/2, the mean of every regression target and uniform hair colours. Input range [-1, 1].
 
 
@@ -65,7 +67,7 @@ def network(config, train):
 
 
 def split_head(out):
-  """Raw head output -> (glasses logit [N], standardised regressions [N, 4], hair logits [N, 6])."""
+  """Raw head output -> (glasses logit [N], standardised regressions [N, R], hair logits [N, 6])."""
   return out[:, 0], out[:, 1:1 + len(REGRESSION)], out[:, 1 + len(REGRESSION):]
 
 
@@ -85,11 +87,11 @@ def validate(config):
 # ------------------------------------------------------------------------------------------------- labels
 
 def targets(batch, xp=jnp):
-  """A batch of world records -> (glasses 0/1 [N], regression targets [N, 4] in REGRESSION order, hair [N]).
+  """A batch of world records -> (glasses 0/1 [N], regression targets [N, R] in REGRESSION order, hair [N]).
   xp = jnp inside a step, np on the host (host statistics must not become tracers while init_state is traced)."""
   glasses = (xp.asarray(batch["glasses"]) > 0).astype(xp.float32)
   yaw = xp.rad2deg(xp.asarray(batch["angle"], xp.float32)[:, 1])  # angle = (pitch x, yaw y, roll z) radians
-  reg = xp.stack([xp.asarray(batch[k], xp.float32) for k in REGRESSION[:3]] + [yaw], -1)
+  reg = xp.stack([xp.asarray(batch[k], xp.float32) for k in REGRESSION[:-1]] + [yaw], -1)
   return glasses, reg, xp.asarray(batch["hair_colour"], xp.int32)
 
 
@@ -110,13 +112,13 @@ def _stats(world_cfg, num):
 
 
 def target_stats(config):
-  """Mean and std [4] of the regression targets over the first `stats_samples` world draws."""
+  """Mean and std [R] of the regression targets over the first `stats_samples` world draws."""
   from jaxface.data import synthetic_factors as sf
   return _stats(sf.as_world_config(config.data), int(config.model.stats_samples))
 
 
 def loss(out, glasses, reg, hair, mean, std, w):
-  """Total loss and its terms. out: raw head [N, 11]; w: {glasses, hair, smile, gender, age, yaw} weights."""
+  """Total loss and its terms. out: raw head [N, 13]; w: weights of glasses, hair and each REGRESSION name."""
   g_logit, reg_pred, hair_logits = split_head(out)
   terms = {"glasses": optax.sigmoid_binary_cross_entropy(g_logit, glasses).mean(),
            "hair": optax.softmax_cross_entropy_with_integer_labels(hair_logits, hair).mean()}
@@ -218,7 +220,7 @@ def metrics_from(outputs, glasses, reg, hair):
          "hair_lightness_r2": r2_score(outputs["hair_lightness"], hair_luma()[hair])}
   for i, k in enumerate(REGRESSION):
     out[f"{k}_r2"] = r2_score(outputs["regression"][:, i], reg[:, i])
-  out["yaw_median_error_deg"] = float(np.median(np.abs(outputs["regression"][:, 3] - reg[:, 3])))
+  out["yaw_median_error_deg"] = float(np.median(np.abs(outputs["regression"][:, -1] - reg[:, -1])))
   return out
 
 
@@ -248,8 +250,8 @@ def evaluate_model(model, num, start=10 ** 9, batch_size=64):
 
 @dataclasses.dataclass
 class AttributeModel:
-  """A trained predictor. `outputs(images)` -> dict (glasses_logit [N], regression [N, 4] in label units,
-  hair_logits [N, 6], hair_lightness [N]); `scores(images)` -> [N, 6] in SCORE_NAMES order. Images [N, H, W, 3]
+  """A trained predictor. `outputs(images)` -> dict (glasses_logit [N], regression [N, R] in label units,
+  hair_logits [N, 6], hair_lightness [N]); `scores(images)` -> [N, len(SCORE_NAMES)] in SCORE_NAMES order. Images [N, H, W, 3]
   in [-1, 1]; other sizes than the training resolution are resized to it."""
   config: ml_collections.ConfigDict
   variables: dict
@@ -267,8 +269,9 @@ class AttributeModel:
 
   def scores(self, images):
     o = self.outputs(images)
-    r = o["regression"]
-    return np.asarray(jnp.stack([o["glasses_logit"], r[:, 0], o["hair_lightness"], r[:, 1], r[:, 2], r[:, 3]], -1))
+    cols = {"glasses": o["glasses_logit"], "hair_lightness": o["hair_lightness"],
+            **{k: o["regression"][:, i] for i, k in enumerate(REGRESSION)}}
+    return np.asarray(jnp.stack([cols[k] for k in SCORE_NAMES], -1))
 
 
 @functools.lru_cache(maxsize=8)

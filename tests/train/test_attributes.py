@@ -37,13 +37,13 @@ def test_trains_evaluates_loads_and_scores(tiny_attributes):
   workdir, config, state = tiny_attributes
   rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   last = [r for r in rows if "loss" in r][-1]
-  for k in ("loss", "loss_glasses", "loss_hair", "loss_smile", "loss_gender", "loss_age", "loss_yaw", "hair_acc"):
+  for k in ("loss", "loss_glasses", "loss_hair", "hair_acc") + tuple(f"loss_{k}" for k in attributes.REGRESSION):
     assert np.isfinite(last[k]), k
   result = json.load(open(os.path.join(workdir, "eval", "step_2.json")))
   assert result["num_samples"] == 8 and result["start"] == 10 ** 9
   for k in ("glasses_accuracy", "hair_accuracy"):
     assert 0.0 <= result[k] <= 1.0, k
-  for k in ("smile_r2", "gender_r2", "age_r2", "yaw_r2", "hair_lightness_r2", "yaw_median_error_deg"):
+  for k in tuple(f"{k}_r2" for k in attributes.REGRESSION) + ("hair_lightness_r2", "yaw_median_error_deg"):
     assert np.isfinite(result[k]), k
 
   # The loaded model is exactly the trained state.
@@ -54,14 +54,15 @@ def test_trains_evaluates_loads_and_scores(tiny_attributes):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   np.testing.assert_array_equal(model.target_mean, np.asarray(state["target_mean"]))
 
-  # The registered predictor: [N, 6] columns in SCORE_NAMES order, at the generator's resolution (resized to 32).
+  # The registered predictor: [N, 8] columns in SCORE_NAMES order, at the generator's resolution (resized to 32).
   images = _heldout_images(config, 3, 64)
   p = generator_io.get_predictor(f"world_attributes@{workdir}")
   assert tuple(p.names) == attributes.SCORE_NAMES
   scores = p(images)
-  assert scores.shape == (3, 6) and np.isfinite(scores).all()
+  assert scores.shape == (3, 8) and np.isfinite(scores).all()
   out = jax.tree.map(np.asarray, model.outputs(images))
-  np.testing.assert_allclose(scores[:, [0, 1, 3, 4, 5]], np.c_[out["glasses_logit"], out["regression"]], atol=1e-5)
+  np.testing.assert_allclose(scores[:, [0, 1, 3, 4, 5, 6, 7]], np.c_[out["glasses_logit"], out["regression"]],
+                             atol=1e-5)
   logits = out["hair_logits"].astype(np.float64)
   probs = np.exp(logits - logits.max(-1, keepdims=True))
   probs /= probs.sum(-1, keepdims=True)
@@ -125,9 +126,9 @@ def test_metrics_match_independent_references():
   assert np.isnan(attributes.roc_auc(scores, np.zeros(300, bool)))
 
   n = 50
-  outputs = {"glasses_logit": g.normal(size=n), "regression": g.normal(size=(n, 4)),
+  outputs = {"glasses_logit": g.normal(size=n), "regression": g.normal(size=(n, 6)),
              "hair_logits": g.normal(size=(n, 6)), "hair_lightness": g.uniform(size=n)}
-  glasses, reg, hair = (g.uniform(size=n) < 0.4).astype(float), g.normal(size=(n, 4)), g.integers(0, 6, n)
+  glasses, reg, hair = (g.uniform(size=n) < 0.4).astype(float), g.normal(size=(n, 6)), g.integers(0, 6, n)
   m = attributes.metrics_from(outputs, glasses, reg, hair)
   assert m["glasses_accuracy"] == skm.accuracy_score(glasses > 0.5, outputs["glasses_logit"] > 0)
   assert m["hair_accuracy"] == skm.accuracy_score(hair, outputs["hair_logits"].argmax(-1))
@@ -135,25 +136,26 @@ def test_metrics_match_independent_references():
   np.testing.assert_allclose(m["hair_lightness_r2"], skm.r2_score(luma[hair], outputs["hair_lightness"]), rtol=1e-6)
   for i, k in enumerate(attributes.REGRESSION):
     np.testing.assert_allclose(m[f"{k}_r2"], skm.r2_score(reg[:, i], outputs["regression"][:, i]), rtol=1e-10)
-  np.testing.assert_allclose(m["yaw_median_error_deg"], np.median(np.abs(outputs["regression"][:, 3] - reg[:, 3])))
+  np.testing.assert_allclose(m["yaw_median_error_deg"], np.median(np.abs(outputs["regression"][:, 5] - reg[:, 5])))
 
 
 def test_loss_and_targets_match_numpy():
   g = np.random.default_rng(1)
   n = 6
-  out = g.normal(size=(n, 11)).astype(np.float32)
+  out = g.normal(size=(n, 13)).astype(np.float32)
   glasses = np.array([0, 1, 0, 1, 1, 0], np.float32)
-  reg = g.normal(size=(n, 4)).astype(np.float32)
+  reg = g.normal(size=(n, 6)).astype(np.float32)
   hair = g.integers(0, 6, n)
-  mean, std = g.normal(size=4).astype(np.float32), g.uniform(0.5, 2, 4).astype(np.float32)
-  w = {"glasses": 0.5, "hair": 2.0, "smile": 1.0, "gender": 3.0, "age": 0.25, "yaw": 1.5}
+  mean, std = g.normal(size=6).astype(np.float32), g.uniform(0.5, 2, 6).astype(np.float32)
+  w = {"glasses": 0.5, "hair": 2.0, "smile": 1.0, "gender": 3.0, "age": 0.25, "skin_tone": 0.7, "light_x": 1.2,
+       "yaw": 1.5}
   total, terms = attributes.loss(jnp.asarray(out), glasses, reg, hair, mean, std, w)
   p = 1 / (1 + np.exp(-out[:, 0].astype(np.float64)))
   bce = -(glasses * np.log(p) + (1 - glasses) * np.log(1 - p)).mean()
-  logits = out[:, 5:].astype(np.float64)
+  logits = out[:, 7:].astype(np.float64)
   logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
   ce = -logp[np.arange(n), hair].mean()
-  mse = ((out[:, 1:5] - (reg - mean) / std) ** 2).mean(0)
+  mse = ((out[:, 1:7] - (reg - mean) / std) ** 2).mean(0)
   want = {"glasses": bce, "hair": ce, **dict(zip(attributes.REGRESSION, mse))}
   for k, v in want.items():
     np.testing.assert_allclose(float(terms[k]), v, rtol=1e-5, err_msg=k)
@@ -164,5 +166,6 @@ def test_loss_and_targets_match_numpy():
   g_t, reg_t, hair_t = attributes.targets(sf.stack([rec]), np)
   labels = sf.attributes(f)
   assert g_t[0] == labels["glasses"] and hair_t[0] == labels["hair_colour"]
-  np.testing.assert_allclose(reg_t[0], [labels["smile"], labels["gender"], labels["age"],
-                                        np.rad2deg(f["angle"][1])], rtol=1e-6)
+  np.testing.assert_allclose(reg_t[0], [labels["smile"], labels["gender"], labels["age"], f["tex"][0],
+                                        -np.mean(f["gamma"].reshape(3, 9)[:, 3]), np.rad2deg(f["angle"][1])],
+                             rtol=1e-6)
