@@ -11,11 +11,11 @@ Presets (the string after the colon):
             Hardware: 2 shared CPU cores. This is also the bootstrap `--predictor world_attributes` trains into
             $JAXFACE_CACHE/experts/attributes-<hash> on first use. Measured result in docs/results_interfacegan.md.
   tiny      32x32, width 8, 2 steps, coarse mesh; for tests only.
-Measured (default preset, 2 shared CPU cores, 11 min; docs/results_interfacegan.md), held-out (world indices
->= 10**9, WORKDIR/eval/step_N.json): hair-colour accuracy 0.97, hair-lightness R^2 0.98, yaw R^2 0.97 (median
-error 2.3 deg), gender R^2 0.70; NOT learned in 1200 steps: glasses (AUC 0.50: thin frames at 64x64), smile
-(R^2 0.0) and age (R^2 0.05), nor at 2400 steps with up-weighted losses or at width 32 (800 steps): 1-2 px cues
-at 64x64. Next to try: res=128 and many more steps (a GPU).
+Measured (default preset, 2 shared CPU cores, 29 min under load; docs/results_interfacegan.md section 0),
+held-out (world indices >= 10**9, WORKDIR/eval/step_N.json): hair-colour accuracy 0.97, hair-lightness R^2 0.99,
+skin-tone R^2 0.93, light_x R^2 0.90, yaw R^2 0.97 (median error 2.3 deg), gender R^2 0.67, glasses AUC 0.65;
+NOT learned: smile (R^2 0.0) and age (R^2 0.05), also not at 2400 steps with up-weighted losses or at width 32:
+1-2 px cues at 64x64. Next to try: res=128 and many more steps (a GPU).
 Other arguments: res=R (multiple of 32), width=W, e.g. configs/attributes.py:default,res=128.
 """
 
