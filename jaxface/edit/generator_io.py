@@ -18,7 +18,8 @@ in a registry name or a Python module path, so `NAME@PATH` never reads as `modul
 
 Registered: brightness, rgb, toy_colour (pixel statistics for tests and smoke runs) and world_attributes (the
 synthetic world's attribute predictor, jaxface/train/attributes.py: glasses, smile, hair_lightness, gender,
-age, skin_tone, light_x, yaw; without @PATH the configs/attributes.py bootstrap in $JAXFACE_CACHE, trained on first use).
+age, skin_tone, light_x, yaw; without @PATH the configs/attributes.py bootstrap in $JAXFACE_CACHE, trained on
+first use).
 """
 
 import importlib

@@ -118,7 +118,7 @@ def target_stats(config):
 
 
 def loss(out, glasses, reg, hair, mean, std, w):
-  """Total loss and its terms. out: raw head [N, 13]; w: weights of glasses, hair and each REGRESSION name."""
+  """Total loss and its terms. out: raw head [N, 1 + R + 6]; w: weights of glasses, hair and each REGRESSION name."""
   g_logit, reg_pred, hair_logits = split_head(out)
   terms = {"glasses": optax.sigmoid_binary_cross_entropy(g_logit, glasses).mean(),
            "hair": optax.softmax_cross_entropy_with_integer_labels(hair_logits, hair).mean()}
@@ -251,8 +251,8 @@ def evaluate_model(model, num, start=10 ** 9, batch_size=64):
 @dataclasses.dataclass
 class AttributeModel:
   """A trained predictor. `outputs(images)` -> dict (glasses_logit [N], regression [N, R] in label units,
-  hair_logits [N, 6], hair_lightness [N]); `scores(images)` -> [N, len(SCORE_NAMES)] in SCORE_NAMES order. Images [N, H, W, 3]
-  in [-1, 1]; other sizes than the training resolution are resized to it."""
+  hair_logits [N, 6], hair_lightness [N]); `scores(images)` -> [N, len(SCORE_NAMES)] in SCORE_NAMES order.
+  Images [N, H, W, 3] in [-1, 1]; other sizes than the training resolution are resized to it."""
   config: ml_collections.ConfigDict
   variables: dict
   target_mean: np.ndarray
