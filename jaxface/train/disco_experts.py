@@ -102,13 +102,17 @@ def trained_bootstrap(cfg, name, spec, log=print):
   from jaxface import config as config_lib
   key = hashlib.sha256(config_lib.to_json(cfg).encode()).hexdigest()[:12]
   workdir = os.path.join(_cache_root(), f"{name}-{key}")
-  if not _finished(workdir, cfg.total_steps):
-    if jax.process_count() > 1:
-      raise ConfigError(f"expert {name!r} is not trained yet and multi-host runs do not bootstrap experts; train it "
-                        f"once (python -m jaxface.main --config {spec} ...) and pass its workdir in the config.")
+  if not _finished(workdir, cfg.total_steps) and jax.process_count() > 1:
+    raise ConfigError(f"expert {name!r} is not trained yet and multi-host runs do not bootstrap experts; train it "
+                      f"once (python -m jaxface.main --config {spec} ...) and pass its workdir in the config.")
+
+  def train():
     log(f"[experts] training the {name} bootstrap ({cfg.total_steps} steps of {spec}) into {workdir}")
     from jaxface.train import loop
     loop.train(cfg, workdir)
+
+  from jaxface import assets
+  assets.build_once(f"experts-{name}-{key}", lambda: _finished(workdir, cfg.total_steps), train)
   return workdir
 
 

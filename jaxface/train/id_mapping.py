@@ -96,6 +96,7 @@ def _data_folder(config, gen):
 
 def prepare(config, log=print):
   """Resolves the generator step, trains missing synthetic experts, generates the (image, w) set if missing."""
+  from jaxface import assets
   from jaxface.data import generator_samples as gs
   log = log or (lambda *_: None)
   experts_lib.validate(config)
@@ -110,12 +111,17 @@ def prepare(config, log=print):
   if not config.samples.path:
     config.samples.path = _data_folder(config, gen)
   total = config.samples.num_images + config.samples.num_val
-  if not os.path.isfile(os.path.join(config.samples.path, "meta.json")):
-    if jax.process_count() > 1:
-      raise ConfigError("multi-host runs do not generate data; generate it once (a single-host run) and pass "
-                        "--config.samples.path.")
-    log(f"[data] sampling {total} (image, w) pairs from the generator into {config.samples.path}")
-    gs.generate(gen, config.samples.path, total, seed=config.samples.seed, log=log)
+  path = config.samples.path
+  if not os.path.isfile(os.path.join(path, "meta.json")) and jax.process_count() > 1:
+    raise ConfigError("multi-host runs do not generate data; generate it once (a single-host run) and pass "
+                      "--config.samples.path.")
+
+  def generate():
+    log(f"[data] sampling {total} (image, w) pairs from the generator into {path}")
+    gs.generate(gen, path, total, seed=config.samples.seed, log=log)
+
+  assets.build_once("generated-" + os.path.basename(os.path.normpath(path)),
+                    lambda: os.path.isfile(os.path.join(path, "meta.json")), generate)
   images, _, meta = gs.open_samples(config.samples.path, gen)
   if meta["num"] < total:
     raise ConfigError(f"{config.samples.path} holds {meta['num']} samples; the config needs num_images + num_val = "

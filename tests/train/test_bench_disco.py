@@ -23,7 +23,9 @@ def assert_row(row):
   assert row["bench"] == "disco"
   assert row["img_per_s"] > 0 and row["plain_img_per_s"] > 0, row
   assert 0 < row["ratio"] <= 2, row
-  assert 0 < row["share"] <= 1, row
+  # The parts are timed apart, each jitted alone (the bench's docstring), so their sum can pass the fused step's
+  # time, most under load; twice the step would mean something is timed that the step does not do.
+  assert 0 < row["share"] < 2, row
   assert row["render_ms"] > 0 and row["experts_ms"] > 0, row
   assert row["config"]["preset"] == "tiny" and row["config"]["resolution"] == 16 and row["config"]["batch_size"] == 4
 
