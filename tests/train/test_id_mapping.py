@@ -1,6 +1,6 @@
 """Identity mapping (Nitzan et al.): the step schedule, which optimizer moves what, training end to end through
-the loop, the swap CLI, and bad input. The frozen generator is the tiny_sg2 fixture; the frozen synthetic experts
-are tiny_disco's bootstraps."""
+the loop, the swap CLI, and bad input. The frozen generator is the tiny_sg2 fixture; the frozen synthetic experts are
+bootstrapped by `prepare` into the test cache (locked, so parallel workers train them once)."""
 
 import json
 import os
@@ -17,20 +17,21 @@ from jaxface.errors import ConfigError
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
-def _experts(tiny_disco):
-  with open(os.path.join(tiny_disco["workdir"], "config.json")) as f:
-    e = json.load(f)["experts"]
-  return e["rnet"], e["idnet"]
-
-
 @pytest.fixture(scope="module")
-def config(tiny_sg2, tiny_disco):
+def config(tiny_sg2):
+  """The tiny config, prepared: empty expert workdirs are bootstrapped (trained into $JAXFACE_CACHE, or found
+  there) in the generator's synthetic world."""
   from configs import id_mapping as cfg_lib
+  from jaxface import assets
   from jaxface.train import id_mapping
   c = cfg_lib.get_config(f"tiny,gen={tiny_sg2}")
-  c.experts.rnet, c.experts.idnet = _experts(tiny_disco)
+  assert not c.experts.rnet and not c.experts.idnet
   c.wandb.mode = "disabled"
-  return id_mapping.prepare(c, log=None)
+  c = id_mapping.prepare(c, log=None)
+  for name in ("rnet", "idnet"):
+    assert c.experts[name].startswith(assets.cache_dir()), c.experts[name]
+    assert os.path.isdir(os.path.join(c.experts[name], "checkpoints")), c.experts[name]
+  return c
 
 
 def test_schedule_cross_every_third_adversarial_every_second(config):
@@ -107,8 +108,8 @@ def _run(args, env=None, check=True):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_sg2, tiny_disco):
-  rnet, idnet = _experts(tiny_disco)
+def trained(tmp_path_factory, tiny_sg2, config):
+  rnet, idnet = config.experts.rnet, config.experts.idnet
   w = tmp_path_factory.mktemp("idmap") / "run"
   _run(["-m", "jaxface.main", "--config", f"configs/id_mapping.py:tiny,gen={tiny_sg2}", "--workdir", str(w),
         f"--config.experts.rnet={rnet}", f"--config.experts.idnet={idnet}", "--config.wandb.mode=disabled",
