@@ -13,6 +13,9 @@ r"""InterFaceGAN on a trained jaxface generator: sample and score, fit boundarie
       -b warmth=b/warmth/boundary.npy --predictor toy_colour -o rescore/
       -> rescore.json / rescore.npy: mean score change of every attribute (columns) when each boundary (rows)
          moves every sample by --distance; a large diagonal and a small off-diagonal mean disentangled edits.
+         Edits named after a measured attribute also get "dominance": their block in score-std units and its row
+         and column margins (|diagonal| / sum of |off-diagonal|; > 1 everywhere = diagonal-dominant; null when
+         nothing is off the diagonal).
 
 Flags mirror genforce/interfacegan's generate_data.py / train_boundary.py / edit.py (-o, -i, -n, -s, -b, -c,
 -r, -V, -I, --start_distance, --end_distance, --steps); `-m MODEL` becomes `-w WORKDIR`, a jaxface StyleGAN2
@@ -239,16 +242,26 @@ def rescore(args):
   after = np.stack([p(G.synthesize(ifg.shift_codes(codes, b, args.distance), space)["image"])[:, cols]
                     for b in boundaries])
   matrix = ifg.rescoring_matrix(before, after)
+  score_std = before.std(0)
+  result = {"edits": rows, "attributes": names, "distance": args.distance,  # matrix[edit][attribute]
+            "space": space, "num": int(codes.shape[0]), "matrix": matrix.tolist(), "score_std": score_std.tolist()}
+  margins = ifg.dominance_margins(matrix, score_std, rows, names) if set(rows) & set(names) else None
+  if margins:  # the edits named after attributes: their block in score-std units and its dominance margins
+    finite = lambda v: [float(x) if np.isfinite(x) else None for x in v]  # noqa: E731  (JSON has no inf)
+    result["dominance"] = {"names": margins["names"], "standardised": margins["standardised"].tolist(),
+                           "row_margins": finite(margins["rows"]), "col_margins": finite(margins["cols"])}
   os.makedirs(args.output_dir, exist_ok=True)
   np.save(os.path.join(args.output_dir, "rescore.npy"), matrix.astype(np.float32))
   with open(os.path.join(args.output_dir, "rescore.json"), "w") as f:
-    json.dump({"edits": rows, "attributes": names, "distance": args.distance,  # matrix[edit][attribute]
-               "space": space, "num": int(codes.shape[0]), "matrix": matrix.tolist(),
-               "score_std": before.std(0).tolist()}, f, indent=2)
+    json.dump(result, f, indent=2)
   width = max(len(n) for n in rows + names) + 2
   print("edit \\ score".ljust(width) + "".join(n.rjust(width) for n in names))
   for r, row in zip(rows, matrix):
     print(r.ljust(width) + "".join(f"{v:+.4f}".rjust(width) for v in row))
+  if margins:
+    fmt = lambda v: " ".join(f"{x:.2f}" for x in v)  # noqa: E731
+    print(f"in score stds, {', '.join(margins['names'])}: row margins {fmt(margins['rows'])}; column margins "
+          f"{fmt(margins['cols'])} (> 1 everywhere = diagonal-dominant)")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -380,3 +380,25 @@ def rescoring_matrix(before, after):
   before = np.asarray(before, np.float64)
   after = np.asarray(after, np.float64)
   return (after - before[None]).mean(axis=1)
+
+
+def dominance_margins(matrix, score_std, edits, attributes):
+  """Diagonal dominance of a re-scoring matrix, in score-std units so that attributes on different scales compare.
+
+  matrix [B, A] (rescoring_matrix), score_std [A] (the attributes' spread before editing), edits / attributes: the
+  row and column names. The square block pairs each edit with the attribute of the same name (edits without one
+  are left out). Returns dict(names, standardised [K, K], rows [K], cols [K]): a row margin is |diagonal| / the sum
+  of |off-diagonal| entries in that row (how much more the edit moves its own attribute than all others together),
+  a column margin the same down the column (how much more its own edit moves that attribute than all other edits).
+  Margins > 1 everywhere = strictly diagonal-dominant by rows and by columns."""
+  matrix, score_std = np.asarray(matrix, np.float64), np.asarray(score_std, np.float64)
+  names = [e for e in edits if e in attributes]
+  if not names:
+    raise UserError(f"no edit is named after a measured attribute (edits {list(edits)}, attributes "
+                    f"{list(attributes)}); name the boundaries NAME=PATH with NAME an attribute to get margins.")
+  rows, cols = [list(edits).index(n) for n in names], [list(attributes).index(n) for n in names]
+  standardised = matrix[np.ix_(rows, cols)] / np.maximum(score_std[cols], 1e-12)
+  a = np.abs(standardised)
+  diag = np.diag(a)
+  with np.errstate(divide="ignore"):  # no off-diagonal change at all: an infinite margin
+    return dict(names=names, standardised=standardised, rows=diag / (a.sum(1) - diag), cols=diag / (a.sum(0) - diag))

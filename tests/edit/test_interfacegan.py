@@ -294,3 +294,23 @@ def test_rescoring_matrix_on_a_linear_toy_generator():
   reference = np.array([[np.mean(after[i, :, j] - before[:, j]) for j in range(k)] for i in range(k)])
   np.testing.assert_allclose(matrix, reference, atol=1e-12)
   assert np.all(np.diag(matrix) > 1.8) and np.all(np.abs(matrix - np.diag(np.diag(matrix))) < 0.2)
+
+
+def test_dominance_margins_against_a_hand_computed_matrix():
+  # 3 edits (one, "other", not an attribute) x 3 attributes on different scales; margins by hand, in score stds.
+  matrix = np.array([[2.0, 0.1, -3.0],    # edit a: +1.0 std of a, +0.1 of b, -0.3 of c
+                     [0.4, -0.5, 1.0],    # edit b
+                     [9.0, 9.0, 9.0]])    # edit "other": no column of its own, so not in the block
+  out = ifg.dominance_margins(matrix, [2.0, 1.0, 10.0], ["a", "b", "other"], ["a", "b", "c"])
+  assert out["names"] == ["a", "b"]
+  np.testing.assert_allclose(out["standardised"], [[1.0, 0.1], [0.2, -0.5]])
+  np.testing.assert_allclose(out["rows"], [1.0 / 0.1, 0.5 / 0.2])
+  np.testing.assert_allclose(out["cols"], [1.0 / 0.2, 0.5 / 0.1])
+  # rows renamed: row 0 is now edit "b", row 1 edit "a"; the block's columns follow the edits' order (b, a)
+  out = ifg.dominance_margins(matrix[:2], [2.0, 1.0, 10.0], ["b", "a"], ["a", "b", "c"])
+  assert out["names"] == ["b", "a"]
+  np.testing.assert_allclose(out["standardised"], [[0.1, 1.0], [-0.5, 0.2]])
+  np.testing.assert_allclose(out["rows"], [0.1 / 1.0, 0.2 / 0.5])
+  assert ifg.dominance_margins(matrix[:1], [2.0, 1.0, 10.0], ["a"], ["a", "b", "c"])["rows"][0] == np.inf
+  with pytest.raises(UserError, match="no edit is named after a measured attribute"):
+    ifg.dominance_margins(matrix, [1.0, 1.0, 1.0], ["x", "y", "z"], ["a", "b", "c"])

@@ -93,6 +93,9 @@ def test_generate_train_edit_rescore_end_to_end(workdir, tmp_path):
   matrix = np.array(result["matrix"])
   assert matrix.shape == (2, 2) and matrix[0, 0] > 0 and matrix[1, 1] > 0
   np.testing.assert_allclose(np.load(tmp_path / "re" / "rescore.npy"), matrix, rtol=1e-6)
+  dom = result["dominance"]  # only "brightness" is both an edit and an attribute ("warm" is not "warmth")
+  assert dom["names"] == ["brightness"] and dom["row_margins"] == dom["col_margins"] == [None]  # 1x1: no off-diagonal
+  np.testing.assert_allclose(dom["standardised"], [[matrix[0, 0] / result["score_std"][0]]], rtol=1e-6)
 
 
 def test_generator_paths_match_the_trained_module(workdir):
