@@ -1,6 +1,6 @@
 """Identity mapping (Nitzan et al.): the step schedule, which optimizer moves what, training end to end through
-the loop, the swap CLI, and bad input. The frozen generator is the tiny_sg2 fixture; the frozen synthetic experts are
-bootstrapped by `prepare` into the test cache (locked, so parallel workers train them once)."""
+the loop, the swap CLI, and bad input. The frozen generator is the tiny_sg2 fixture; the frozen synthetic experts
+are tiny_disco's bootstraps."""
 
 import json
 import os
@@ -17,21 +17,45 @@ from jaxface.errors import ConfigError
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
+def _experts(tiny_disco):
+  with open(os.path.join(tiny_disco["workdir"], "config.json")) as f:
+    e = json.load(f)["experts"]
+  return e["rnet"], e["idnet"]
+
+
 @pytest.fixture(scope="module")
-def config(tiny_sg2):
-  """The tiny config, prepared: empty expert workdirs are bootstrapped (trained into $JAXFACE_CACHE, or found
-  there) in the generator's synthetic world."""
+def config(tiny_sg2, tiny_disco):
   from configs import id_mapping as cfg_lib
-  from jaxface import assets
   from jaxface.train import id_mapping
   c = cfg_lib.get_config(f"tiny,gen={tiny_sg2}")
-  assert not c.experts.rnet and not c.experts.idnet
+  c.experts.rnet, c.experts.idnet = _experts(tiny_disco)
+  c.wandb.mode = "disabled"
+  return id_mapping.prepare(c, log=None)
+
+
+def test_empty_expert_workdirs_are_bootstrapped_in_the_generators_world(tiny_sg2, tiny_disco, monkeypatch):
+  # The training itself is trained_bootstrap's (tests/assets/test_cache_lock.py, and tiny_disco's fixture run); here:
+  # which experts prepare asks for, with which preset, in which world, and that it uses what comes back.
+  from configs import disco as disco_cfg
+  from configs import id_mapping as cfg_lib
+  from jaxface.train import disco_experts, id_mapping
+  trained = dict(zip(("rnet", "idnet"), _experts(tiny_disco)))
+  seen = []
+
+  def fake_bootstrap(cfg, name, spec, log=print):
+    seen.append((name, spec, cfg))
+    return trained[name]
+
+  monkeypatch.setattr(disco_experts, "trained_bootstrap", fake_bootstrap)
+  c = cfg_lib.get_config(f"tiny,gen={tiny_sg2}")
   c.wandb.mode = "disabled"
   c = id_mapping.prepare(c, log=None)
-  for name in ("rnet", "idnet"):
-    assert c.experts[name].startswith(assets.cache_dir()), c.experts[name]
-    assert os.path.isdir(os.path.join(c.experts[name], "checkpoints")), c.experts[name]
-  return c
+  gen = id_mapping.generator(c)
+  want = disco_cfg._bootstrap("tiny", int(gen.resolution))  # pylint: disable=protected-access
+  assert [(n, s) for n, s, _ in seen] == [("rnet", want.rnet), ("idnet", want.idnet)]
+  for _, _, cfg in seen:
+    assert all(cfg.data[k] == gen.config.data[k] for k in disco_experts.WORLD_KEYS)
+  assert (c.experts.rnet, c.experts.idnet) == (trained["rnet"], trained["idnet"])
 
 
 def test_schedule_cross_every_third_adversarial_every_second(config):
@@ -108,8 +132,8 @@ def _run(args, env=None, check=True):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_sg2, config):
-  rnet, idnet = config.experts.rnet, config.experts.idnet
+def trained(tmp_path_factory, tiny_sg2, tiny_disco):
+  rnet, idnet = _experts(tiny_disco)
   w = tmp_path_factory.mktemp("idmap") / "run"
   _run(["-m", "jaxface.main", "--config", f"configs/id_mapping.py:tiny,gen={tiny_sg2}", "--workdir", str(w),
         f"--config.experts.rnet={rnet}", f"--config.experts.idnet={idnet}", "--config.wandb.mode=disabled",
