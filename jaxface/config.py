@@ -113,3 +113,67 @@ def build(spec, overrides=()):
 
 def to_json(config):
   return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
+
+
+# ------------------------------------------------------------------------------------------------- validation
+
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+def _at_least(config, key, low):
+  """config.<key> (dotted) must be an integer >= low; absent keys are not checked (not every method has them)."""
+  node = config
+  for part in key.split("."):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      return
+    node = node[part]
+  if isinstance(node, bool) or not isinstance(node, int) or node < low:
+    raise ConfigError(f"config.{key}={node!r} must be an integer >= {low}.")
+
+
+def _in_unit_interval(config, key):
+  group, _, field = key.rpartition(".")
+  node = config[group] if group else config
+  if field in node and not 0.0 <= float(node[field]) <= 1.0:
+    raise ConfigError(f"config.{key}={node[field]!r} must lie in [0, 1].")
+
+
+def _check_data(data):
+  """The shared `data` group (configs/common.py data_block): kind, paths and ranges."""
+  from jaxface.data import images, sources  # function-local: this module stays light for configs and --help
+  if data.kind not in sources.KINDS:
+    raise ConfigError(f"config.data.kind={data.kind!r} is not a data source; accepted: {', '.join(sources.KINDS)}.")
+  images.check_resolution(data.resolution, "config.data.resolution")
+  path = os.path.expanduser(data.get("path", "") or "")
+  if data.kind == "folder" and not os.path.isdir(path):
+    raise ConfigError(f"config.data.path={data.path!r} is not a folder; data.kind='folder' needs an existing folder "
+                      f"of .png/.jpg images (searched recursively).")
+  if data.kind == "arrayrecord" and not (path and sources.find_shards(path)):
+    raise ConfigError(f"config.data.path={data.path!r} holds no .array_record shards; data.kind='arrayrecord' needs "
+                      f"the DST_DIR of `{sources.PREPARE_HINT}` (or a glob of shard files).")
+  if data.kind == "tfds" and not data.get("tfds_name"):
+    raise ConfigError("config.data.tfds_name is empty; data.kind='tfds' needs a TFDS dataset name (e.g. celeb_a).")
+
+
+def validate(config, workdir):
+  """Checks the settings every method shares, before anything expensive runs and before any file is written:
+  step counts and intervals, the batch size (> 0 and divisible by the devices and processes of the mesh), the
+  data source (a known kind, an existing path), W&B mode, and that the workdir is not a file. Each method's own
+  settings are its `validate(config)` (jaxface/train/<method>.py). Raises ConfigError naming the key and what it
+  accepts. Needs JAX's devices (call after distributed initialisation)."""
+  from jaxface import parallel  # function-local: imports JAX
+  if not workdir:
+    raise ConfigError("--workdir is empty; pass the folder where checkpoints, metrics and samples go.")
+  if "://" not in workdir and os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f"--workdir {workdir!r} is a file; pass a folder (new or an earlier run's, to resume).")
+  for key in ("total_steps", "batch_size", "log.every_steps", "log.samples_every_steps", "log.num_samples",
+              "ckpt.every_steps", "ckpt.keep"):
+    _at_least(config, key, 1)
+  if "wandb" in config and config.wandb.mode not in WANDB_MODES:
+    raise ConfigError(f"config.wandb.mode={config.wandb.mode!r}; accepted: {', '.join(WANDB_MODES)}.")
+  if "data" in config:
+    _check_data(config.data)
+    _in_unit_interval(config, "data.max_bad_fraction")
+    _at_least(config, "data.worker_count", 0)
+    _at_least(config, "data.prefetch", 1)
+  parallel.check_batch_size(config.batch_size, parallel.make_mesh(config.mesh))

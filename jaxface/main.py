@@ -1,16 +1,17 @@
-"""Entry point: python -m jaxface.main --config FILE.py[:ARGS] --workdir DIR [--config.key=value ...]
+"""Training: jaxface train --config FILE.py[:ARGS] --workdir DIR [--config.key=value ...]
+(the same as python -m jaxface.main ...).
 
 Picks the method named by config.trainer and runs the shared training loop; rerunning the same command resumes
-from the newest checkpoint in DIR. A mistake the user can fix prints `error: ...` and exits 2.
+from the newest checkpoint in DIR. Settings are checked before any work starts; a mistake prints
+`error: ...` naming the setting and what it accepts, and exits 2.
 """
 
-import argparse
 import sys
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(prog="python -m jaxface.main", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  from jaxface import cli
+  parser = cli.parser("jaxface.main", description=__doc__)
   parser.add_argument("--config", required=True, help="config file and optional :ARGS, e.g. configs/disco.py:ffhq256")
   parser.add_argument("--workdir", required=True, help="where checkpoints, metrics, samples and eval results go")
   return parser.parse_known_args(argv)
@@ -30,7 +31,13 @@ def _main(argv):
   from jaxface import parallel
   parallel.maybe_initialize_distributed()
   config = config_lib.build(args.config, overrides)
+  # Every cheap setting is checked here, before a method prepares anything (bootstrapping experts can take
+  # minutes), before compilation and before the workdir is created: the shared settings, then the method's own.
+  config_lib.validate(config, args.workdir)
   from jaxface.train import loop
+  method = loop.get_method(config)
+  if hasattr(method, "validate"):
+    method.validate(config)
   loop.train(config, args.workdir)
   return 0
 
