@@ -161,8 +161,10 @@ def train_boundary(args):
   elif args.center not in (None, "", "none"):
     center = load_npy(args.center, "center")
   log = _Log(args.output_dir)
+  log(f"fitting a linear SVM (scikit-learn SVC) to the most and least {args.scores_path} scores of "
+      f"{codes.shape[0]} codes")
   boundary, info = ifg.train_boundary(codes, scores, args.chosen_num_or_ratio, args.split_ratio, args.invalid_value,
-                                      seed=args.seed, center=center, solver=args.solver, return_info=True)
+                                      seed=args.seed, center=center, return_info=True)
   np.save(os.path.join(args.output_dir, "boundary.npy"), boundary)
   with open(os.path.join(args.output_dir, "info.json"), "w") as f:
     json.dump(info, f, indent=2)
@@ -172,8 +174,6 @@ def train_boundary(args):
   for key in ("val_accuracy", "remaining_accuracy"):
     if info[key] is not None:
       log(f"Accuracy for {key.split('_')[0]} set: {info[key]:.6f}")
-  if not info.get("converged", True):
-    log(f"warning: the SVM stopped after {info['iterations']} iterations before reaching its tolerance.")
   if center is not None:
     log(f"centred mode: distances are measured from the plane through the centre; pass --offset {info['offset']:.6f} "
         f"to edit.")
@@ -302,7 +302,6 @@ def parse_args(argv):
   t.add_argument("-r", "--split_ratio", type=float, default=0.7, help="train fraction of the chosen samples")
   t.add_argument("-V", "--invalid_value", type=float, default=None, help="drop samples with this score")
   t.add_argument("--center", default=None, help="none (default, the original), mean, or a .npy centre (e.g. w_avg)")
-  t.add_argument("--solver", default="smo", choices=("smo", "sklearn"), help="exact built-in SMO or scikit-learn SVC")
   t.add_argument("--seed", type=int, default=0, help="seed of the train/validation shuffles")
 
   e = sub.add_parser("edit", help="move codes along a boundary and synthesise")

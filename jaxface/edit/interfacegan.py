@@ -6,8 +6,8 @@ The procedure is the original's (genforce/interfacegan `utils/manipulator.py`), 
   train_boundary     sort by score; the top and bottom `chosen` codes (a ratio of N, or a count, capped at N // 2)
                      are positives / negatives, each split 70/30 into train / validation; the middle codes are the
                      "remaining" set, labelled by the midpoint (max + min) / 2 of the scores. A linear C-SVM
-                     (C = 1, hinge loss, unregularised intercept: libsvm's SVC(kernel="linear")) is fitted on the
-                     train split; the boundary is its weight vector scaled to unit norm, shape (1, d), float32,
+                     (C = 1, hinge loss, unregularised intercept: scikit-learn's SVC(kernel="linear"), as the
+                     original) is fitted on the train split; the boundary is its weight vector scaled to unit norm, shape (1, d), float32,
                      and the intercept is DROPPED: the hyperplane passes through the origin.
   project_boundary   conditional editing: remove from the primal normal its component in the span of the
                      condition normals (closed forms for 1 and 2 conditions, a linear solve for >= 3).
@@ -15,10 +15,9 @@ The procedure is the original's (genforce/interfacegan `utils/manipulator.py`), 
                      hyperplane; (1, L, d) codes (W+): RELATIVE offsets, the same on every layer. The asymmetry is
                      the original's, kept on purpose (edit.py users rely on it).
 
-Deviations, all documented where they happen: the SVM is an exact SMO solver of the same dual problem libsvm solves
-(same working-set rule and stopping tolerance), so scikit-learn is not a runtime dependency (`solver="sklearn"`
-uses it when installed); shuffles take an explicit seed (the original's np.random is unseeded); `invalid_value`
-drops whole rows (the original's masking only works for d = 1); and the optional `center` mode for W (issue #96).
+Deviations, all documented where they happen: shuffles take an explicit seed (the original's np.random is
+unseeded); `invalid_value` drops whole rows (the original's masking only works for d = 1); and the optional
+`center` mode for W.
 
 Centred mode: W codes have mean w_avg != 0, so a hyperplane through the origin makes "distance 3" meaningless in W.
 Because the SVM intercept is not regularised, translating the codes leaves the fitted normal unchanged (the tests
@@ -80,92 +79,22 @@ def parse_space(space):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The linear SVM: libsvm's C-SVC dual, solved exactly by SMO with second-order working-set selection
+# The linear SVM: scikit-learn's SVC(kernel="linear"), as the original
 
-def fit_linear_svm(x, y, C=1.0, tol=1e-3, max_iter=None, cache_bytes=1 << 30):
-  """Soft-margin linear SVM: min_w,b 1/2 |w|^2 + C sum_i max(0, 1 - y_i (w.x_i + b)), b not regularised.
+def fit_linear_svm(x, y, C=1.0, tol=1e-3):
+  """Soft-margin linear SVM: min_w,b 1/2 |w|^2 + C sum_i max(0, 1 - y_i (w.x_i + b)), b not regularised, fitted by
+  scikit-learn's SVC(kernel="linear") (libsvm; tol is its stopping tolerance).
 
-  Solves the dual  min_a 1/2 a'Qa - 1'a,  0 <= a <= C,  y'a = 0,  Q_ij = y_i y_j x_i.x_j  by SMO with the
-  working-set rule of Fan, Chen & Lin (JMLR 2005) that libsvm uses, stopping when the maximal KKT violation
-  m(a) - M(a) < tol (libsvm's eps = 1e-3). Like libsvm it keeps the dual gradient G = Qa - 1 up to date with two
-  kernel rows per step; the rows come from the whole Gram matrix X X' when it fits in `cache_bytes` (float64, else
-  float32), otherwise from two [n, d] mat-vecs. w = sum_i a_i y_i x_i at the end.
-
-  x: [n, d]; y: [n] in {-1, +1}. Returns (w [d] float64, b float, info dict(iterations, converged, max_violation)).
+  x: [n, d]; y: [n] in {-1, +1} (or any labels, > 0 = positive). Returns (w [d] float64, b float,
+  info dict(iterations)).
   """
+  from sklearn import svm  # function-local: scikit-learn takes a second or two to import
   x = np.asarray(x, np.float64)
-  y = np.where(np.asarray(y) > 0, 1.0, -1.0)
-  n = x.shape[0]
-  if not (np.any(y > 0) and np.any(y < 0)):
+  positive = np.asarray(y) > 0
+  if not (np.any(positive) and np.any(~positive)):
     raise UserError("the SVM needs both positive and negative samples; check the scores and chosen_num_or_ratio.")
-  max_iter = max_iter or max(10_000_000, 100 * n)
-  gram = None
-  if n * n * 8 <= cache_bytes:
-    gram = x @ x.T
-  elif n * n * 4 <= cache_bytes:
-    gram = (x @ x.T).astype(np.float32)
-  row = (lambda t: gram[t]) if gram is not None else (lambda t: x @ x[t])
-  alpha = np.zeros(n)
-  grad = -np.ones(n)  # G = Q a - 1 at a = 0
-  sq = np.einsum("nd,nd->n", x, x)
-  pos, neg = y > 0, y < 0
-  violation, it, converged = np.inf, 0, False
-  for it in range(max_iter):
-    yg = -y * grad  # -y_t G_t
-    at_lo, at_hi = alpha <= 0.0, alpha >= C
-    up = (pos & ~at_hi) | (neg & ~at_lo)
-    low = (pos & ~at_lo) | (neg & ~at_hi)
-    m_all = np.where(up, yg, -np.inf)
-    i = int(np.argmax(m_all))
-    m = m_all[i]
-    big_m = np.min(np.where(low, yg, np.inf))
-    violation = m - big_m
-    if violation < tol:
-      converged = True
-      break
-    k_i = row(i)
-    b_it = m - yg  # > 0 exactly for the violating partners of i
-    a_it = sq[i] + sq - 2.0 * k_i
-    a_it = np.where(a_it > 0, a_it, 1e-12)  # libsvm's TAU for (near-)duplicate points
-    cand = low & (b_it > 0)
-    j = int(np.argmin(np.where(cand, -(b_it * b_it) / a_it, np.inf)))
-    # Move a by s (y_i e_i - y_j e_j), which keeps y'a = 0: the dual changes by -b_ij s + 1/2 a_ij s^2, minimised at
-    # s = b_ij / a_ij, clipped so that both multipliers stay in [0, C].
-    step = b_it[j] / a_it[j]
-    room_i = C - alpha[i] if y[i] > 0 else alpha[i]
-    room_j = alpha[j] if y[j] > 0 else C - alpha[j]
-    step = min(step, room_i, room_j)
-    alpha[i] += y[i] * step
-    alpha[j] -= y[j] * step
-    # Snap to the box exactly so the I_up / I_low sets stay exact.
-    for t, room in ((i, room_i), (j, room_j)):
-      if step == room:
-        alpha[t] = C if alpha[t] > C / 2 else 0.0
-    grad += step * y * (k_i - row(j))
-  w = (alpha * y) @ x
-  # Intercept from the KKT conditions: y_t G_t = rho on free vectors; otherwise the midpoint of its feasible interval.
-  yg = y * (y * (x @ w) - 1.0)
-  free = (alpha > 0) & (alpha < C)
-  if np.any(free):
-    rho = float(np.mean(yg[free]))
-  else:
-    ub_set = (pos & (alpha <= 0)) | (neg & (alpha >= C))
-    lb_set = (neg & (alpha <= 0)) | (pos & (alpha >= C))
-    ub = np.min(yg[ub_set]) if np.any(ub_set) else np.inf
-    lb = np.max(yg[lb_set]) if np.any(lb_set) else -np.inf
-    rho = float((ub + lb) / 2) if np.isfinite(ub) and np.isfinite(lb) else float(ub if np.isfinite(ub) else lb)
-  return w, -rho, {"iterations": it + 1, "converged": converged, "max_violation": float(violation)}
-
-
-def _fit_sklearn(x, y):
-  try:
-    from sklearn import svm
-  except ImportError:
-    raise UserError("solver='sklearn' needs scikit-learn (pip install scikit-learn); or use the built-in "
-                    "solver='smo', which solves the same problem.") from None
-  clf = svm.SVC(kernel="linear").fit(x, (np.asarray(y) > 0).astype(np.int64))
-  return clf.coef_.reshape(-1).astype(np.float64), float(clf.intercept_[0]), {"iterations": int(clf.n_iter_[0]),
-                                                                              "converged": True}
+  clf = svm.SVC(kernel="linear", C=C, tol=tol).fit(x, positive.astype(np.int64))
+  return clf.coef_.reshape(-1).astype(np.float64), float(clf.intercept_[0]), {"iterations": int(clf.n_iter_[0])}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -200,11 +129,11 @@ def select_samples(scores, chosen_num_or_ratio=0.02, split_ratio=0.7, seed=0):
 
 
 def train_boundary(latent_codes, scores, chosen_num_or_ratio=0.02, split_ratio=0.7, invalid_value=None, *,
-                   seed=0, center=None, solver="smo", C=1.0, tol=1e-3, return_info=False):
+                   seed=0, center=None, C=1.0, tol=1e-3, return_info=False):
   """Fits the boundary of one attribute. latent_codes [N, d] (or [N, L, d], flattened: one W+ boundary over all
-  layers, issue #38); scores [N, 1]. Returns the unit normal (1, d) float32, and with return_info=True also a
-  dict with the split sizes, validation and remaining accuracies (intercept included, like the original's
-  `classifier.predict`), the SVM intercept and `offset` (n . center, 0 without `center`).
+  layers); scores [N, 1]. Returns the unit normal (1, d) float32, and with return_info=True also a dict with the
+  split sizes, validation and remaining accuracies (intercept included, like the original's `classifier.predict`),
+  the SVM intercept and `offset` (n . center, 0 without `center`).
 
   center: None (the original: plane through the origin), "mean" (the mean of the codes) or a [d] vector (e.g.
   the generator's w_avg); see the module docstring.
@@ -236,12 +165,7 @@ def train_boundary(latent_codes, scores, chosen_num_or_ratio=0.02, split_ratio=0
   x = codes - c
   train_x = x[np.concatenate([sel["pos_train"], sel["neg_train"]])]
   train_y = np.concatenate([np.ones(len(sel["pos_train"])), -np.ones(len(sel["neg_train"]))])
-  if solver == "smo":
-    w, b, fit = fit_linear_svm(train_x, train_y, C=C, tol=tol)
-  elif solver == "sklearn":
-    w, b, fit = _fit_sklearn(train_x, train_y)
-  else:
-    raise UserError(f"unknown solver {solver!r}; use 'smo' (built in) or 'sklearn'.")
+  w, b, fit = fit_linear_svm(train_x, train_y, C=C, tol=tol)
   norm = np.linalg.norm(w)
   if not norm > 0:
     raise UserError("the SVM found no direction (all weights zero): the positive and negative codes are identical; "
@@ -263,7 +187,7 @@ def train_boundary(latent_codes, scores, chosen_num_or_ratio=0.02, split_ratio=0
               remaining_positive=int(sel["remaining_labels"].sum()), threshold=sel["threshold"],
               val_accuracy=accuracy(val_idx, val_labels),
               remaining_accuracy=accuracy(sel["remaining"], sel["remaining_labels"]),
-              intercept=float(b / norm), offset=float(boundary[0].astype(np.float64) @ c), solver=solver, **fit)
+              intercept=float(b / norm), offset=float(boundary[0].astype(np.float64) @ c), **fit)
   return boundary, info
 
 
@@ -285,8 +209,9 @@ def project_boundary(primal, *conditions):
   """The primal normal with its component in span(conditions) removed, renormalised: editing along it leaves the
   condition attributes' distances unchanged. All inputs (1, d) unit normals; returns (1, d) float64.
 
-  1 condition: n - (n.c) c. 2 conditions: the original's closed form (issue #28), including its 1e-8 stabiliser
-  in the denominators. >= 3: the least-squares coefficients x from (C C') x = C n' (PR #73), n - x'C.
+  1 condition: n - (n.c) c. 2 conditions: the original's closed form, including its 1e-8 stabiliser
+  in the denominators. >= 3: the least-squares coefficients x from (C C') x = C n' (the original's
+  generalisation), n - x'C.
   """
   primal = check_boundary(primal, "primal boundary")
   conds = [check_boundary(c, f"condition boundary {k + 1}", primal.shape[1]) for k, c in enumerate(conditions)]

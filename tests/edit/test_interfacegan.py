@@ -1,5 +1,5 @@
-"""InterFaceGAN editing core (issue 8, acceptance 1 and 3): planted directions, the SVM against independent
-references, the exact sample selection, projection and interpolation identities, and bad-input errors."""
+"""InterFaceGAN editing core: planted directions, the SVM against an independent QP solver, the exact sample
+selection, projection and interpolation identities, and bad-input errors."""
 
 import numpy as np
 import pytest
@@ -49,16 +49,16 @@ def test_planted_direction_is_recovered_d64_n20k():
   assert info["chosen_num"] == 400 and info["train_num"] == 280 and info["val_num"] == 120
   assert info["remaining_num"] == 20_000 - 800
   assert info["val_accuracy"] == 1.0 and info["remaining_accuracy"] > 0.95
-  assert info["converged"]
+  assert info["iterations"] > 0
 
 
-def test_smo_solves_the_svm_problem_like_an_independent_qp_solver():
-  # Tiny, non-separable: the primal QP min 1/2|w|^2 + C sum xi, y(w.x + b) >= 1 - xi, xi >= 0 by SLSQP.
+def test_svm_solves_the_primal_problem_like_an_independent_qp_solver():
+  # Tiny, non-separable: the primal QP min 1/2|w|^2 + C sum xi, y(w.x + b) >= 1 - xi, xi >= 0 by SLSQP. Checks the
+  # sign and scale conventions of the weights and intercept fit_linear_svm returns.
   rng = np.random.default_rng(1)
   x = rng.standard_normal((40, 3))
   y = np.where(x @ np.array([1.0, -2.0, 0.5]) + 0.8 * rng.standard_normal(40) > 0.3, 1.0, -1.0)
-  w, b, info = ifg.fit_linear_svm(x, y, C=1.0, tol=1e-8)
-  assert info["converged"]
+  w, b, _ = ifg.fit_linear_svm(x, y, C=1.0, tol=1e-8)
   n, d = x.shape
   obj = lambda v: 0.5 * v[:d] @ v[:d] + v[d + 1:].sum()
   cons = [{"type": "ineq", "fun": lambda v: y * (x @ v[:d] + v[d]) - 1 + v[d + 1:]},
@@ -68,31 +68,21 @@ def test_smo_solves_the_svm_problem_like_an_independent_qp_solver():
   assert ref.success
   np.testing.assert_allclose(w, ref.x[:d], atol=1e-4)
   assert abs(b - ref.x[d]) < 1e-3
-  assert _hinge_objective(x, y, w, b) <= ref.fun + 1e-7
-  # The same iterates with kernel rows from mat-vecs (no Gram cache) and from a float32 Gram matrix.
-  for cache_bytes in (0, 40 * 40 * 4):
-    w2, b2, info2 = ifg.fit_linear_svm(x, y, C=1.0, tol=1e-8, cache_bytes=cache_bytes)
-    np.testing.assert_allclose(w2, w, atol=1e-5)
-    assert abs(b2 - b) < 1e-5 and info2["converged"]
+  assert _hinge_objective(x, y, w, b) <= ref.fun + 1e-6
 
 
-def test_smo_matches_scikit_learn_svc_the_original_solver():
-  from sklearn import svm  # test-only reference: the original fits sklearn.svm.SVC(kernel="linear")
-  for noise, ratio, n, tol in ((0.0, 0.02, 8000, 1e-5), (1.0, 0.1, 3000, 1e-3)):  # separable; overlapping
+def test_boundary_is_the_svm_normal_of_the_selected_codes():
+  from sklearn import svm
+  for noise, ratio, n in ((0.0, 0.02, 8000), (1.0, 0.1, 3000)):  # separable; overlapping
     z, scores, _ = _planted(32, n, seed=2, noise=noise)
-    b_smo, info = ifg.train_boundary(z, scores, ratio, return_info=True)
+    boundary, info = ifg.train_boundary(z, scores, ratio, return_info=True)
     sel = ifg.select_samples(scores, ratio)
     idx = np.concatenate([sel["pos_train"], sel["neg_train"]])
     labels = np.r_[np.ones(len(sel["pos_train"])), np.zeros(len(sel["neg_train"]))]
     clf = svm.SVC(kernel="linear").fit(z[idx].astype(np.float64), labels)
     coef = clf.coef_[0]
-    assert float(b_smo[0] @ _unit(coef)) > 0.9999
-    assert abs(info["intercept"] - clf.intercept_[0] / np.linalg.norm(coef)) < 5e-3
-    agree = ((z @ coef + clf.intercept_[0] > 0) == (z @ b_smo[0] + info["intercept"] > 0)).mean()
-    assert agree > 0.998, agree  # the same classifier on all N codes, up to points on the boundary
-    y = 2 * labels - 1  # the primal objective: ours is as low as libsvm's (lower when solved more tightly)
-    w, b, _ = ifg.fit_linear_svm(z[idx], y, tol=tol)
-    assert _hinge_objective(z[idx], y, w, b) <= _hinge_objective(z[idx], y, coef, clf.intercept_[0]) * (1 + 1e-5)
+    assert float(boundary[0] @ _unit(coef)) > 0.999999
+    assert abs(info["intercept"] - clf.intercept_[0] / np.linalg.norm(coef)) < 1e-5
 
 
 def test_selection_is_exactly_the_originals():
@@ -270,8 +260,6 @@ def test_train_boundary_rejects_bad_input():
     ifg.fit_linear_svm(z[:10], np.ones(10))
   with pytest.raises(UserError, match="8 dimensions"):
     ifg.train_boundary(z, scores, center=np.zeros(5))
-  with pytest.raises(UserError, match="solver"):
-    ifg.train_boundary(z, scores, 0.2, solver="libsvm")
   with pytest.raises(UserError, match=r"\[N, 16\]"):
     ifg.check_codes(np.zeros((3, 12)), "z", 16)
   with pytest.raises(UserError, match="unknown latent space"):
