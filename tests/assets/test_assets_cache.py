@@ -113,7 +113,7 @@ def test_unreachable_registry_names_the_package(fake, tmp_path, monkeypatch, pip
 
 
 def test_user_asset_and_unknown_names(tmp_path):
-  with pytest.raises(AssetError, match="--config.rnet.pretrained_path"):
+  with pytest.raises(AssetError, match="--config.experts.rnet"):
     assets.fetch("rnet_deep3d")
   with pytest.raises(AssetError, match="known assets"):
     assets.fetch("no_such_asset")

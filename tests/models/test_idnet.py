@@ -88,7 +88,7 @@ def test_arcface_onnx_matches_torch(tmp_path):
 
 
 def test_arcface_user_asset_errors(tmp_path):
-  with pytest.raises(AssetError, match="idnet.arcface_path"):
+  with pytest.raises(AssetError, match="experts.idnet"):
     assets.fetch("arcface")
   with pytest.raises(AssetError, match="does not exist"):
     assets.fetch("arcface", str(tmp_path / "missing.onnx"))

@@ -44,7 +44,7 @@ def test_rnet_user_asset_through_cache(tmp_path, monkeypatch):
   npz = assets.params_path("rnet_deep3d", str(path))
   assert npz.startswith(str(tmp_path / "cache"))
   assert assets.params_path("rnet_deep3d", str(path)) == npz
-  with pytest.raises(AssetError, match="rnet.pretrained_path"):
+  with pytest.raises(AssetError, match="experts.rnet"):
     assets.params_path("rnet_deep3d")
 
 
