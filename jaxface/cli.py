@@ -73,8 +73,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
   def _get_help_string(self, action):
     text = action.help or ""
     default = action.default
-    if ("%(default)" in text or default in (None, False, "", []) or default is argparse.SUPPRESS
-        or not action.option_strings or isinstance(action, argparse._VersionAction)):
+    if ("%(default)" in text or default is None or default is False or default == "" or default == []
+        or default is argparse.SUPPRESS or not action.option_strings):
       return text
     return f"{text} (default: %(default)s)"
 
@@ -121,6 +121,16 @@ def parser(module, description=None, **kwargs):
   return ArgumentParser(prog=prog(module), description=description, **kwargs)
 
 
+# ------------------------------------------------------------------------------------------------- progress
+
+def progress(iterable, desc, total=None, unit="batch"):
+  """`iterable` with a tqdm progress bar on stderr for work that takes more than a few seconds; silent when stderr
+  is not a terminal (logs, tests, pipes)."""
+  from tqdm import tqdm  # function-local, like every import a command does not need for --help
+  return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not sys.stderr.isatty(), leave=False,
+              dynamic_ncols=True)
+
+
 # ------------------------------------------------------------------------------------------------- lazy imports
 
 class _LazyModule:
@@ -130,7 +140,9 @@ class _LazyModule:
     self.__dict__["_name"] = name
 
   def __getattr__(self, attr):
-    module = importlib.import_module(self.__dict__["_name"])
+    module = self.__dict__.get("_module")
+    if module is None:
+      module = self.__dict__["_module"] = importlib.import_module(self.__dict__["_name"])
     return getattr(module, attr)
 
   def __repr__(self):

@@ -8,11 +8,10 @@ R-Net, and a W+ latent (and the noise maps) is optimized to reproduce it (jaxfac
 one edit, applied as w+' = w+ + Φ(λ') − Φ(λ): keys yaw, pitch, roll (absolute degrees), d_yaw, d_pitch, d_roll
 (degrees relative to the photo's pose), identity, expression, lighting (seeds of the priors) and, on the
 synthetic face model, named expression units (smile_l, jaw_open, ...; 0..1).
-Writes OUT (grid: rows = photos; columns = aligned photo, reconstruction, edits), OUT_STEM.npz (the latent, for
---latent), and OUT_STEM_<photo>_recon.png / _edit<k>.png.
+Writes OUT (a labelled grid: rows = photos; columns = aligned photo, reconstruction, edits), OUT_STEM.npz (the
+latent, for --latent), and OUT_STEM_<photo>_recon.png / _edit<k>.png.
 """
 
-import argparse
 import os
 import sys
 
@@ -35,8 +34,8 @@ def parse_settings(text):
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m jaxface.embed", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.embed", description=__doc__)
   p.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
   p.add_argument("--image", action="append", default=[], help="photo file (repeat for several)")
   p.add_argument("--latent", default=None, help="reuse an embedding .npz written by an earlier run")
@@ -47,12 +46,16 @@ def parse_args(argv):
   p.add_argument("--no-align", action="store_true", help="the photos are already aligned crops")
   p.add_argument("--no-noise", action="store_true", help="keep the generator's noise maps fixed")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  if args.steps < 1 or args.batch_size < 1:
+    raise UserError(f"--steps {args.steps} and --batch-size {args.batch_size} must both be >= 1.")
+  return args
 
 
 @cli
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
+  from jaxface import grid as grid_lib
   from jaxface import metrics
   from jaxface.edit import embed
   from jaxface.generate import ANGLES, Generator, apply_setting, to_uint8
@@ -79,8 +82,10 @@ def main(argv=None):
     metrics.save_png(f"{stem}_{i}_recon.png", emb.recon[i])
     for k, col in enumerate(cols[2:]):
       metrics.save_png(f"{stem}_{i}_edit{k}.png", col[i])
-  grid = np.stack(cols, 1)
-  metrics.save_png(args.out, metrics.image_grid(grid.reshape((-1,) + grid.shape[2:]), cols=len(cols)))
+  names = [os.path.basename(p) for p in args.image] or [f"photo {i}" for i in range(len(emb.ws))]
+  grid_lib.save(args.out, grid_lib.labelled_grid(
+      np.stack(cols, 1), rows=names,
+      cols=["photo", "reconstruction"] + [",".join(f"{k}={v:g}" for k, v in e) for e in edits]))
   psnr = 10 * np.log10(255.0 ** 2 / np.maximum(np.mean((emb.target.astype(np.float64) - emb.recon) ** 2), 1e-10))
   print(f"wrote {args.out} ({len(emb.ws)} photos x {len(cols)} columns: photo, reconstruction, "
         f"{len(edits)} edits); latent {stem}.npz; reconstruction PSNR {psnr:.1f} dB")

@@ -28,7 +28,6 @@ configs/attributes.py):
 `--predictor world_attributes@workdirs/attributes` a run of your own. Mistakes print `error: ...` and exit 2.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -104,6 +103,19 @@ def _save_grid(path, images, cols=None):
   metrics.save_png(path, metrics.image_grid(images, cols=cols))
 
 
+def _save_labelled_grid(path, images, rows, cols, corner):
+  """images [rows, cols, R, R, 3] in [-1, 1] -> a PNG labelled with each row's source and each column's edit."""
+  from jaxface import grid
+  from jaxface.edit import generator_io
+  grid.save(path, grid.labelled_grid(generator_io.postprocess(images), rows, cols, corner))
+
+
+def _boundary_name(path):
+  """The attribute a boundary file is for: b/<name>/boundary.npy (train_boundary's layout) or <name>.npy."""
+  stem = os.path.splitext(os.path.basename(path))[0]
+  return os.path.basename(os.path.dirname(os.path.abspath(path))) if stem == "boundary" else stem
+
+
 def _load_boundary(path, dim, what="boundary"):
   b = load_npy(path, what)
   return ifg.check_boundary(b, f"{what} {path}", dim)
@@ -122,6 +134,15 @@ def _boundary_for(path, G, space, what="boundary"):
 # ---------------------------------------------------------------------------------------------------------------
 # Subcommands
 
+CHUNK = 1024  # codes synthesised and scored per progress step (a multiple of any sensible --batch-size)
+
+
+def _chunks(n, desc):
+  from jaxface import cli as cli_lib
+  starts = range(0, n, CHUNK)
+  return cli_lib.progress(starts, desc, total=len(starts), unit="chunk")
+
+
 def generate_data(args):
   G = _generator(args)
   space = ifg.parse_space(args.latent_space_type)
@@ -130,22 +151,30 @@ def generate_data(args):
   log = _Log(args.output_dir)
   log(f"generator: {args.workdir} step {G.step}, {G.resolution}x{G.resolution}, z_dim {G.z_dim}, w_dim {G.w_dim}, "
       f"{G.num_ws} layers, truncation psi {G.truncation_psi} on {G.truncation_layers} layers")
-  out = G.synthesize(codes, space)
-  for key in ("z", "w", "wp"):
-    if key in out:
-      np.save(os.path.join(args.output_dir, f"{key}.npy"), out[key])
-  if args.generate_image:
-    _save_images(args.output_dir, out["image"], lambda i: f"{i:06d}.jpg")
-  _save_grid(os.path.join(args.output_dir, "grid.png"), out["image"][:64])
+  kept, scores, first = {}, [], None
+  for start in _chunks(codes.shape[0], f"synthesising {codes.shape[0]} images"):
+    out = G.synthesize(codes[start:start + CHUNK], space)
+    for key in ("z", "w", "wp"):
+      if key in out:
+        kept.setdefault(key, []).append(out[key])
+    if args.generate_image:
+      _save_images(args.output_dir, out["image"], lambda i, start=start: f"{start + i:06d}.jpg")
+    first = out["image"][:64] if first is None else first
+    if predictor:
+      p, cols, names = predictor
+      scores.append(p(out["image"])[:, cols])
+  for key, parts in kept.items():
+    np.save(os.path.join(args.output_dir, f"{key}.npy"), np.concatenate(parts))
+  _save_grid(os.path.join(args.output_dir, "grid.png"), first)
   if predictor:
     p, cols, names = predictor
-    scores = p(out["image"])[:, cols]
+    scores = np.concatenate(scores)
     for k, name in enumerate(names):
       np.save(os.path.join(args.output_dir, f"{name}_scores.npy"), scores[:, k:k + 1].astype(np.float32))
       log(f"{name}: mean {scores[:, k].mean():.4f}, std {scores[:, k].std():.4f}")
     with open(os.path.join(args.output_dir, "attributes.json"), "w") as f:
       json.dump({"predictor": args.predictor, "attributes": names}, f, indent=2)
-  log(f"saved {codes.shape[0]} samples ({', '.join(k for k in ('z', 'w', 'wp') if k in out)}) to {args.output_dir}")
+  log(f"saved {codes.shape[0]} samples ({', '.join(kept)}) to {args.output_dir}")
   log.close()
 
 
@@ -197,8 +226,6 @@ def edit(args):
     if space != "wp" or any(not 0 <= i < G.num_ws for i in layers):
       raise UserError(f"--layers takes comma-separated W+ layer indices in [0, {G.num_ws}) with -s wp; got "
                       f"{args.layers!r} with -s {space}.")
-  if args.steps < 1:
-    raise UserError(f"--steps must be >= 1, got {args.steps}")
   codes = _codes(args, G, args.num)
   predictor = _predictor(args.predictor, args.attributes) if args.predictor else None
   log = _Log(args.output_dir)
@@ -211,7 +238,14 @@ def edit(args):
   flat = edited.reshape((-1,) + edited.shape[2:])
   images = G.synthesize(flat, space)["image"]
   _save_images(args.output_dir, images, lambda k: f"{k // args.steps:03d}_{k % args.steps:03d}.jpg")
-  _save_grid(os.path.join(args.output_dir, "grid.png"), images, cols=args.steps)
+  distances = np.linspace(args.start_distance, args.end_distance, args.steps)
+  name = _boundary_name(args.boundary_path)
+  first = args.seed if not args.input else 0
+  _save_labelled_grid(os.path.join(args.output_dir, "grid.png"),
+                      images.reshape((codes.shape[0], args.steps) + images.shape[1:]),
+                      rows=[f"{'code' if args.input else 'sample'} {i}" for i in range(codes.shape[0])],
+                      cols=[f"{name} {d:+.2g}" for d in distances],
+                      corner=("code" if args.input else f"seed {first}") + f" \\ {name}")
   if predictor:
     p, cols, names = predictor
     scores = p(images)[:, cols].reshape(codes.shape[0], args.steps, len(cols))
@@ -231,16 +265,15 @@ def rescore(args):
   rows, boundaries = [], []
   for spec in args.boundary:
     name, sep, path = spec.partition("=")
-    if not sep:  # b/<name>/boundary.npy (train_boundary's layout) or <name>.npy
-      path = spec
-      stem = os.path.splitext(os.path.basename(spec))[0]
-      name = os.path.basename(os.path.dirname(os.path.abspath(spec))) if stem == "boundary" else stem
+    if not sep:
+      path, name = spec, _boundary_name(spec)
     rows.append(name)
     boundaries.append(_boundary_for(path, G, space, f"boundary {name!r}"))
   codes = _codes(args, G, args.num)
   before = p(G.synthesize(codes, space)["image"])[:, cols]
+  from jaxface import cli as cli_lib
   after = np.stack([p(G.synthesize(ifg.shift_codes(codes, b, args.distance), space)["image"])[:, cols]
-                    for b in boundaries])
+                    for b in cli_lib.progress(boundaries, "editing and re-scoring", unit="boundary")])
   matrix = ifg.rescoring_matrix(before, after)
   score_std = before.std(0)
   result = {"edits": rows, "attributes": names, "distance": args.distance,  # matrix[edit][attribute]
@@ -267,67 +300,95 @@ def rescore(args):
 # ---------------------------------------------------------------------------------------------------------------
 # Arguments
 
+MAX_STEPS = 64  # edit: columns of the grid
+
+
 def _generator_flags(p):
   p.add_argument("-w", "--workdir", required=True,
                  help="a jaxface StyleGAN2 training workdir (config.json + checkpoints/)")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
-  p.add_argument("--truncation_psi", type=float, default=0.7, help="truncation psi for z/w codes (1 = off)")
-  p.add_argument("--truncation_layers", type=int, default=8, help="truncate the first N style layers")
-  p.add_argument("--batch_size", type=int, default=16, help="images synthesised per call")
+  p.add_argument("--truncation-psi", type=float, default=0.7, help="truncation psi for z/w codes (1 = off)")
+  p.add_argument("--truncation-layers", type=int, default=8, help="truncate the first N style layers")
+  p.add_argument("--batch-size", type=int, default=16, help="images synthesised per call")
   p.add_argument("--seed", type=int, default=0, help="seed for sampled latent codes")
-  p.add_argument("-s", "--latent_space_type", default="z", help="z, w or wp (W+)")
-  p.add_argument("--predictor", default=None, help="attribute predictor: a registered name, NAME@WORKDIR, or package.module:attr")
+  p.add_argument("-s", "--latent-space-type", default="z", help="latent space: z, w or wp (W+)")
+  p.add_argument("--predictor", default=None,
+                 help="attribute predictor: a registered name, NAME@WORKDIR, or package.module:attr")
   p.add_argument("--attributes", default=None, help="comma-separated subset of the predictor's attributes")
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(prog="python -m jaxface.interfacegan", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  sub = parser.add_subparsers(dest="command", required=True)
+  from jaxface import cli as cli_lib
+  parser = cli_lib.parser("jaxface.interfacegan", description=__doc__)
+  sub = parser.add_subparsers(dest="command", required=True, metavar="generate_data|train_boundary|edit|rescore")
 
-  g = sub.add_parser("generate_data", help="sample latents, synthesise, score")
+  g = sub.add_parser("generate_data", help="sample latents, synthesise, score",
+                     description="Samples latent codes (or reads them), synthesises their images and scores them.")
   _generator_flags(g)
-  g.add_argument("-o", "--output_dir", required=True)
-  g.add_argument("-i", "--input", "--latent_codes_path", dest="input", default=None,
+  g.add_argument("-o", "--output-dir", required=True, help="folder for codes, scores, images and grid.png")
+  g.add_argument("-i", "--input", "--latent-codes-path", dest="input", default=None,
                  help="codes .npy instead of sampling")
   g.add_argument("-n", "--num", type=int, default=1, help="number of samples (ignored with -i)")
-  g.add_argument("-I", "--skip_images", dest="generate_image", action="store_false",
+  g.add_argument("-I", "--skip-images", dest="generate_image", action="store_false",
                  help="do not save one JPEG per sample")
 
-  t = sub.add_parser("train_boundary", help="fit a linear boundary to codes and scores")
-  t.add_argument("-o", "--output_dir", required=True)
-  t.add_argument("-c", "--latent_codes_path", required=True)
-  t.add_argument("-s", "--scores_path", required=True, help="scores .npy of shape (N, 1)")
-  t.add_argument("-n", "--chosen_num_or_ratio", type=float, default=0.02, help="ratio (<= 1) or count per class")
-  t.add_argument("-r", "--split_ratio", type=float, default=0.7, help="train fraction of the chosen samples")
-  t.add_argument("-V", "--invalid_value", type=float, default=None, help="drop samples with this score")
-  t.add_argument("--center", default=None, help="none (default, the original), mean, or a .npy centre (e.g. w_avg)")
+  t = sub.add_parser("train_boundary", help="fit a linear boundary to codes and scores",
+                     description="Fits a linear SVM (scikit-learn SVC) boundary to latent codes and their scores.")
+  t.add_argument("-o", "--output-dir", required=True, help="folder for boundary.npy, info.json and log.txt")
+  t.add_argument("-c", "--latent-codes-path", required=True, help="codes .npy (generate_data's z.npy, w.npy, wp.npy)")
+  t.add_argument("-s", "--scores-path", required=True, help="scores .npy of shape (N, 1)")
+  t.add_argument("-n", "--chosen-num-or-ratio", type=float, default=0.02, help="ratio (<= 1) or count per class")
+  t.add_argument("-r", "--split-ratio", type=float, default=0.7, help="train fraction of the chosen samples, in (0, 1]")
+  t.add_argument("-V", "--invalid-value", type=float, default=None, help="drop samples with this score")
+  t.add_argument("--center", default=None, help="none (the original), mean, or a .npy centre (e.g. w_avg)")
   t.add_argument("--seed", type=int, default=0, help="seed of the train/validation shuffles")
 
-  e = sub.add_parser("edit", help="move codes along a boundary and synthesise")
+  e = sub.add_parser("edit", help="move codes along a boundary and synthesise",
+                     description="Moves codes along a boundary and writes the edits and a labelled grid.")
   _generator_flags(e)
-  e.add_argument("-b", "--boundary_path", required=True)
-  e.add_argument("-o", "--output_dir", required=True)
-  e.add_argument("-i", "--input_latent_codes_path", dest="input", default=None)
-  e.add_argument("-n", "--num", type=int, default=1)
-  e.add_argument("--start_distance", type=float, default=-3.0)
-  e.add_argument("--end_distance", type=float, default=3.0)
-  e.add_argument("--steps", type=int, default=10)
+  e.add_argument("-b", "--boundary-path", required=True, help="boundary .npy (train_boundary's boundary.npy)")
+  e.add_argument("-o", "--output-dir", required=True, help="folder for the edited images, codes and grid.png")
+  e.add_argument("-i", "--input-latent-codes-path", dest="input", default=None, help="codes .npy instead of sampling")
+  e.add_argument("-n", "--num", type=int, default=1, help="number of samples (rows; ignored with -i)")
+  e.add_argument("--start-distance", type=float, default=-3.0, help="first distance from the boundary")
+  e.add_argument("--end-distance", type=float, default=3.0, help="last distance from the boundary")
+  e.add_argument("--steps", type=int, default=10, help=f"distances from start to end (columns), 1 to {MAX_STEPS}")
   e.add_argument("--offset", type=float, default=0.0, help="distance origin (train_boundary --center prints it)")
   e.add_argument("--condition", action="append", default=[], help="boundary .npy to hold fixed (repeatable)")
   e.add_argument("--layers", default=None, help="W+ only: comma-separated layer indices to edit")
 
-  r = sub.add_parser("rescore", help="edit along each boundary and re-score every attribute")
+  r = sub.add_parser("rescore", help="edit along each boundary and re-score every attribute",
+                     description="Edits samples along each boundary and re-scores every attribute.")
   _generator_flags(r)
-  r.add_argument("-b", "--boundary", action="append", required=True, help="NAME=PATH.npy (repeatable)")
-  r.add_argument("-o", "--output_dir", required=True)
-  r.add_argument("-i", "--input", dest="input", default=None)
-  r.add_argument("-n", "--num", type=int, default=64)
+  r.add_argument("-b", "--boundary", action="append", required=True, help="NAME=PATH.npy or PATH.npy (repeatable)")
+  r.add_argument("-o", "--output-dir", required=True, help="folder for rescore.json and rescore.npy")
+  r.add_argument("-i", "--input", dest="input", default=None, help="codes .npy instead of sampling")
+  r.add_argument("-n", "--num", type=int, default=64, help="number of samples (ignored with -i)")
   r.add_argument("--distance", type=float, default=3.0, help="relative shift along each boundary")
   args = parser.parse_args(argv)
-  if args.command == "rescore" and not args.predictor:
-    parser.error("rescore needs --predictor")
+  _check(args)
   return args
+
+
+def _check(args):
+  """The arguments' ranges, before any generator is loaded or any file is written."""
+  if hasattr(args, "latent_space_type"):
+    ifg.parse_space(args.latent_space_type)
+  if args.command == "rescore" and not args.predictor:
+    raise UserError("rescore needs --predictor (a registered name, NAME@WORKDIR or package.module:attr).")
+  if getattr(args, "batch_size", 1) < 1:
+    raise UserError(f"--batch-size {args.batch_size}: must be >= 1.")
+  if getattr(args, "truncation_layers", 0) < 0:
+    raise UserError(f"--truncation-layers {args.truncation_layers}: must be >= 0.")
+  if getattr(args, "num", 1) < 1 and not getattr(args, "input", None):
+    raise UserError(f"--num {args.num}: must be >= 1.")
+  if args.command == "edit" and not 1 <= args.steps <= MAX_STEPS:
+    raise UserError(f"--steps {args.steps}: must lie in [1, {MAX_STEPS}] (the grid's columns).")
+  if args.command == "train_boundary":
+    if not args.chosen_num_or_ratio > 0:
+      raise UserError(f"--chosen-num-or-ratio {args.chosen_num_or_ratio}: must be > 0 (a ratio <= 1 or a count).")
+    if not 0 < args.split_ratio <= 1:
+      raise UserError(f"--split-ratio {args.split_ratio}: must lie in (0, 1].")
 
 
 def _main(argv):

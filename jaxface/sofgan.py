@@ -11,18 +11,22 @@ rendered by SOF (the world's 16 classes, mapped to SofGAN's 17) and painted by S
 fixed noise maps, as the release does. The texture stays consistent from frame to frame because it has no 3D
 representation of its own. Frames are label colours | image.
 `edit`: rows are heads with a base style; the columns restyle one region group at a time with a second style
-(SofGAN's region groups, `jaxface.edit.region.REGIONS`).
+(SofGAN's region groups, `jaxface.edit.region.REGIONS`); the grid is labelled with each head and each column.
 """
 
-import argparse
 import os
 import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
+from jaxface.cli import lazy_import
 from jaxface.errors import UserError, cli
+
+jax = lazy_import("jax")  # imported on first use: `--help` and argument mistakes answer without loading JAX
+jnp = lazy_import("jax.numpy")
+
+MAX_FRAMES = 600  # render: frames along the camera path
+MAX_ROWS = 64  # edit: heads
 
 
 # ------------------------------------------------------------------------------------------------- models
@@ -136,35 +140,47 @@ def edit_grid(model, geometry, rows, regions, style_seed, size):
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m jaxface.sofgan", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("command", choices=("render", "edit"))
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.sofgan", description=__doc__)
+  p.add_argument("command", choices=("render", "edit"), help="render: a free-view sequence; edit: a region grid")
   p.add_argument("--sof", required=True, help="a configs/sof.py training workdir (geometry)")
   p.add_argument("--siw", required=True, help="a configs/siw.py training workdir (texture)")
   p.add_argument("--out", required=True, help="render: .gif (or .png for a contact sheet); edit: .png")
   p.add_argument("--geometry", default="gmm:0", help="gmm:SEED (a sampled head) or instance:I (a training head)")
   p.add_argument("--style-seed", type=int, default=0, help="seed of the texture style pair")
-  p.add_argument("--frames", type=int, default=40, help="render: frames along the camera path")
+  p.add_argument("--frames", type=int, default=40, help=f"render: frames along the camera path, 2 to {MAX_FRAMES}")
   p.add_argument("--size", type=int, default=0, help="label-map resolution SOF renders (default: SOF's own)")
-  p.add_argument("--max-yaw", type=float, default=30.0, help="render: yaw amplitude (degrees)")
-  p.add_argument("--pitch", type=float, default=8.0, help="render: pitch amplitude of the spiral (degrees)")
-  p.add_argument("--rows", type=int, default=4, help="edit: heads (rows)")
+  p.add_argument("--max-yaw", type=float, default=30.0, help="render: yaw amplitude (degrees), 0 to 60")
+  p.add_argument("--pitch", type=float, default=8.0, help="render: pitch amplitude of the spiral (degrees), 0 to 30")
+  p.add_argument("--rows", type=int, default=4, help=f"edit: heads (rows), 1 to {MAX_ROWS}")
   p.add_argument("--regions", default="hair,complexion,background", help="edit: region groups (columns)")
   return p.parse_args(argv)
+
+
+def check_args(args):
+  """Ranges and names, before any model is loaded. Returns the region groups."""
+  from jaxface.edit import region
+  if not 2 <= args.frames <= MAX_FRAMES or not 1 <= args.rows <= MAX_ROWS:
+    raise UserError(f"--frames {args.frames} must lie in [2, {MAX_FRAMES}] and --rows {args.rows} in [1, {MAX_ROWS}].")
+  if not 0 <= args.max_yaw <= 60 or not 0 <= args.pitch <= 30:
+    raise UserError(f"camera out of range: --max-yaw {args.max_yaw} must be in [0, 60] and --pitch {args.pitch} in "
+                    f"[0, 30] degrees (the geometry was trained on the synthetic world's views)")
+  if args.size < 0:
+    raise UserError(f"--size {args.size} must be >= 0 (0 = the SOF run's own resolution).")
+  kind, _, value = args.geometry.partition(":")
+  if kind not in ("gmm", "instance") or not value.lstrip("-").isdigit():
+    raise UserError(f"--geometry {args.geometry!r}: expected gmm:SEED or instance:INDEX")
+  regions = [r.strip() for r in args.regions.split(",") if r.strip()]
+  region.region_ids(regions)  # unknown region names fail here, before loading anything
+  return regions
 
 
 @cli
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
+  regions = check_args(args)
+  from jaxface import grid as grid_lib
   from jaxface import metrics
-  from jaxface.edit import region
-  if args.frames < 2 or args.rows < 1:
-    raise UserError("--frames must be >= 2 and --rows >= 1")
-  if not 0 <= args.max_yaw <= 60 or not 0 <= args.pitch <= 30:
-    raise UserError(f"camera out of range: --max-yaw {args.max_yaw} must be in [0, 60] and --pitch {args.pitch} in "
-                    f"[0, 30] degrees (the geometry was trained on the synthetic world's views)")
-  regions = [r.strip() for r in args.regions.split(",") if r.strip()]
-  region.region_ids(regions)  # unknown region names fail here, before loading anything
   model = SofGAN(args.sof, args.siw)
   size = args.size or model.sof.res
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -179,7 +195,10 @@ def main(argv=None):
     print(f"wrote {args.out}: {len(frames)} frames of {args.geometry} (label map | image)")
   else:
     grid = edit_grid(model, args.geometry, args.rows, regions, args.style_seed, size)
-    metrics.save_png(args.out, metrics.image_grid(grid.reshape((-1,) + grid.shape[2:]), cols=grid.shape[1]))
+    kind, _, first = args.geometry.partition(":")
+    grid_lib.save(args.out, grid_lib.labelled_grid(
+        grid, rows=[f"{kind}:{int(first) + r}" for r in range(args.rows)],
+        cols=["labels", "base style"] + [f"{name} restyled" for name in regions], corner="head"))
     print(f"wrote {args.out}: {args.rows} heads x (labels, base, {', '.join(regions)} restyled)")
   return 0
 

@@ -3,7 +3,8 @@ expression, lighting and background of another, from one pass through the mapper
 
   python -m jaxface.swap --workdir W --identity a.png --attributes b.png --out out.png
   python -m jaxface.swap --workdir W --identity a.png c.png --attributes b.png d.png e.png --out grid.png
-      -> a grid: a header row of the attribute images, a header column of the identity images, swaps inside
+      -> a labelled grid: a header row of the attribute images, a header column of the identity images, swaps
+         inside; the labels name each source file
   python -m jaxface.swap --workdir W --identity a.png c.png --attributes b.png --interpolate 9 --out row.png
       -> identity interpolation in W from a to c (both end points included) under b's attributes; with one
          identity and two attribute images, attribute interpolation instead
@@ -13,13 +14,14 @@ as the generator's own images). Mistakes (no face, unreadable file, a mapper who
 print `error: ...` and exit 2.
 """
 
-import argparse
 import os
 import sys
 
 import numpy as np
 
 from jaxface.errors import CheckpointError, UserError, cli
+
+MAX_SOURCES = 64  # identity or attribute sources per grid side, and interpolation steps
 
 
 def load_run(workdir, step=None):
@@ -78,17 +80,25 @@ def interpolate_w(config, state, id_pair, attr_pair, steps):
   return generator_io.postprocess(jax.jit(synth)(state["frozen"]["G"], (1 - t) * w[0] + t * w[1]))
 
 
-def grid(ids, attrs, swaps):
-  """[I], [A], [I*A] uint8 images -> one picture: blank corner, attribute header row, identity header column."""
-  r = ids.shape[1]
-  out = np.full(((len(ids) + 1) * r, (len(attrs) + 1) * r, 3), 255, np.uint8)
-  for j, a in enumerate(attrs):
-    out[:r, (j + 1) * r:(j + 2) * r] = a
-  for i, x in enumerate(ids):
-    out[(i + 1) * r:(i + 2) * r, :r] = x
-    for j in range(len(attrs)):
-      out[(i + 1) * r:(i + 2) * r, (j + 1) * r:(j + 2) * r] = swaps[i * len(attrs) + j]
-  return out
+def grid(ids, attrs, swaps, id_names=None, attr_names=None):
+  """[I], [A], [I*A] uint8 images -> one labelled picture: the attribute sources as a header row, the identity
+  sources as a header column, the swaps inside; labels name each source (file names or held-out indices)."""
+  from jaxface import grid as grid_lib
+  blank = np.full_like(ids[0], 255)
+  cells = np.stack([np.stack([blank, *attrs])] + [np.stack([x, *swaps[i * len(attrs):(i + 1) * len(attrs)]])
+                                                   for i, x in enumerate(ids)])
+  id_names = id_names or [f"identity {i}" for i in range(len(ids))]
+  attr_names = attr_names or [f"attributes {j}" for j in range(len(attrs))]
+  return grid_lib.labelled_grid(cells, rows=["attributes"] + [f"id: {n}" for n in id_names],
+                                cols=["identity"] + [f"attr: {n}" for n in attr_names])
+
+
+def interpolation_row(images, names, moving):
+  """[T] uint8 images of an interpolation -> one labelled row: t of each column, the end points named."""
+  from jaxface import grid as grid_lib
+  t = np.linspace(0.0, 1.0, len(images))
+  return grid_lib.labelled_grid(np.asarray(images)[None], rows=[f"{moving}: {names[0]} -> {names[1]}"],
+                                cols=[f"t={v:.2f}" for v in t])
 
 
 def _generated(config, start, count):
@@ -101,46 +111,65 @@ def _generated(config, start, count):
   return np.asarray(images[first:first + count])
 
 
-@cli
-def main(argv=None):
-  p = argparse.ArgumentParser(prog="python -m jaxface.swap", description=__doc__.split("\n")[0])
+def parse_args(argv):
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.swap", description=__doc__)
   p.add_argument("--workdir", required=True, help="a configs/id_mapping.py training workdir")
   p.add_argument("--identity", nargs="+", default=[], help="identity source photo(s)")
   p.add_argument("--attributes", nargs="+", default=[], help="attribute source photo(s)")
   p.add_argument("--generated", type=int, default=None,
                  help="use held-out generated faces from this index: as many identities / attributes as "
                       "--num-identities / --num-attributes")
-  p.add_argument("--num-identities", type=int, default=4)
-  p.add_argument("--num-attributes", type=int, default=4)
+  p.add_argument("--num-identities", type=int, default=4, help="with --generated: identity sources (rows)")
+  p.add_argument("--num-attributes", type=int, default=4, help="with --generated: attribute sources (columns)")
   p.add_argument("--interpolate", type=int, default=0, help="steps of a W interpolation (two sources on one side)")
   p.add_argument("--no-align", action="store_true", help="the photos are already aligned crops")
   p.add_argument("--step", type=int, default=None, help="mapper checkpoint step (default: newest)")
   p.add_argument("--out", required=True, help="output PNG")
   args = p.parse_args(argv)
+  if args.generated is not None and args.generated < 0:
+    raise UserError(f"--generated {args.generated}: held-out faces are numbered from 0.")
+  for flag, value in (("--num-identities", args.num_identities), ("--num-attributes", args.num_attributes)):
+    if not 1 <= value <= MAX_SOURCES:
+      raise UserError(f"{flag} {value}: a grid takes 1 to {MAX_SOURCES} sources per side.")
+  if args.interpolate and not 2 <= args.interpolate <= MAX_SOURCES:
+    raise UserError(f"--interpolate {args.interpolate}: an interpolation takes 2 to {MAX_SOURCES} steps.")
+  if args.generated is None and (not args.identity or not args.attributes):
+    raise UserError("give --identity and --attributes photos (or --generated N for the run's held-out faces).")
+  for f in args.identity + args.attributes:
+    if not os.path.isfile(f):
+      raise UserError(f"{f} does not exist or is not a file; pass photos (png/jpg) to --identity / --attributes.")
+  return args
+
+
+@cli
+def main(argv=None):
+  args = parse_args(sys.argv[1:] if argv is None else argv)
   from PIL import Image
   config, state, gen = load_run(args.workdir, args.step)
   if args.generated is not None:
     ids = _generated(config, args.generated, args.num_identities)
     attrs = _generated(config, args.generated + args.num_identities, args.num_attributes)
+    id_names = [f"held-out {args.generated + i}" for i in range(len(ids))]
+    attr_names = [f"held-out {args.generated + args.num_identities + j}" for j in range(len(attrs))]
   else:
-    if not args.identity or not args.attributes:
-      raise UserError("give --identity and --attributes photos (or --generated N for the run's held-out faces).")
     ids = np.stack([read_face(f, gen, not args.no_align) for f in args.identity])
     attrs = np.stack([read_face(f, gen, not args.no_align) for f in args.attributes])
+    id_names = [os.path.basename(f) for f in args.identity]
+    attr_names = [os.path.basename(f) for f in args.attributes]
   if args.interpolate:
-    if args.interpolate < 2:
-      raise UserError(f"--interpolate needs >= 2 steps, got {args.interpolate}.")
     if len(ids) == 2 and len(attrs) == 1:
       row = interpolate_w(config, state, ids, np.repeat(attrs, 2, 0), args.interpolate)
+      picture = interpolation_row(row, id_names, "identity")
     elif len(ids) == 1 and len(attrs) == 2:
       row = interpolate_w(config, state, np.repeat(ids, 2, 0), attrs, args.interpolate)
+      picture = interpolation_row(row, attr_names, "attributes")
     else:
       raise UserError(f"--interpolate needs two identities and one attribute image or the reverse; got "
                       f"{len(ids)} and {len(attrs)}.")
-    picture = np.concatenate(list(row), 1)
   else:
     swaps = swap_images(config, state, np.repeat(ids, len(attrs), 0), np.tile(attrs, (len(ids), 1, 1, 1)))
-    picture = swaps[0] if len(ids) == len(attrs) == 1 else grid(ids, attrs, swaps)
+    picture = swaps[0] if len(ids) == len(attrs) == 1 else grid(ids, attrs, swaps, id_names, attr_names)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   Image.fromarray(picture).save(args.out)
   print(f"wrote {args.out} ({picture.shape[1]}x{picture.shape[0]})")

@@ -9,17 +9,23 @@ crop + Lanczos resize per image), and the same images prepared into ArrayRecord 
 reported separately), on this machine's CPU cores. Appends one line per row to bench/results.jsonl.
 """
 
-import argparse
 import os
 import tempfile
 import time
 
-import numpy as np
 from ml_collections import ConfigDict
+import numpy as np
 from PIL import Image
 
-from jaxface.bench import common
-from jaxface.data import generated, pipeline, prepare
+from jaxface.cli import lazy_import
+from jaxface.errors import cli
+
+# Imported on first use: `--help` and argument mistakes answer without loading JAX.
+common = lazy_import("jaxface.bench.common")
+generated = lazy_import("jaxface.data.generated")
+pipeline = lazy_import("jaxface.data.pipeline")
+prepare = lazy_import("jaxface.data.prepare")
+
 
 
 def make_photos(root, n, size, seed=0):
@@ -52,13 +58,15 @@ def measure(cfg, batch, seconds, warmup_batches=3):
     it.close()
 
 
+@cli
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--num-images", type=int, default=256)
-  p.add_argument("--batch", type=int, default=32)
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.bench.data", description=__doc__.split("\n\n")[0])
+  p.add_argument("--num-images", type=int, default=256, help="images in the throw-away data set")
+  p.add_argument("--batch", type=int, default=32, help="batch size")
   p.add_argument("--seconds", type=float, default=4.0, help="timed seconds per row")
-  p.add_argument("--workers", default="0,2")
-  p.add_argument("--resolutions", default="64,256")
+  p.add_argument("--workers", default="0,2", help="comma-separated grain worker counts to time")
+  p.add_argument("--resolutions", default="64,256", help="comma-separated training resolutions")
   p.add_argument("--no-record", action="store_true", help="print only; do not append to bench/results.jsonl")
   args = p.parse_args(argv)
   workers = [int(w) for w in args.workers.split(",")]

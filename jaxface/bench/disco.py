@@ -1,5 +1,5 @@
 r"""DiscoFaceGAN training-step throughput against the same step as a plain StyleGAN2, and the share of the step
-spent rendering targets and running the frozen experts (issue 6: the full step should reach >= 60% of the plain
+spent rendering targets and running the frozen experts (the target: the full step reaches >= 60% of the plain
 step's img/s on one H100 at 256²).
 
   python -m jaxface.bench.disco --config configs/disco.py[:preset] [--steps 10] [--config.key=value ...]
@@ -24,22 +24,23 @@ training. Timings depend on the experts' shapes, not their weights: --bootstrap-
 bootstraps for only N steps (in their own cache entries), which makes a GPU preset benchable in minutes.
 """
 
-import argparse
 import copy
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-
 from jaxface import config as config_lib
-from jaxface import parallel
-from jaxface.bench import common
+from jaxface.cli import lazy_import
 from jaxface.errors import cli
-from jaxface.losses import imitative
-from jaxface.train import disco
-from jaxface.train import disco_experts as dx
-from jaxface.train import loop
+
+# Imported on first use: `--help` and argument mistakes answer without loading JAX.
+jax = lazy_import("jax")
+jnp = lazy_import("jax.numpy")
+parallel = lazy_import("jaxface.parallel")
+common = lazy_import("jaxface.bench.common")
+imitative = lazy_import("jaxface.losses.imitative")
+disco = lazy_import("jaxface.train.disco")
+dx = lazy_import("jaxface.train.disco_experts")
+loop = lazy_import("jaxface.train.loop")
 
 PHASES = ((1, False, True), (2, False, True))  # (stage, pixel phase, R1)
 # Every weight that makes the step imitative or contrastive; all 0 = the plain StyleGAN2 step.
@@ -179,9 +180,9 @@ def _preset(spec):
 
 @cli
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m jaxface.bench.disco", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--config", default="configs/disco.py")
+  from jaxface import cli as cli_lib
+  parser = cli_lib.parser("jaxface.bench.disco", description=__doc__)
+  parser.add_argument("--config", default="configs/disco.py", help="config file and optional :ARGS")
   parser.add_argument("--steps", type=int, default=10, help="timed calls per measurement")
   parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (the first compiles)")
   parser.add_argument("--bootstrap-steps", type=int, default=0,

@@ -8,14 +8,17 @@ Registry-shipped experts use their real converted weights (fetched on first use)
 (ArcFace iresnet50, R-Net ResNet-50/18) use random weights of the real shapes, which time the same.
 """
 
-import argparse
-
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxface.bench import common
-from jaxface.models import landmarks
+from jaxface.cli import lazy_import
+from jaxface.errors import cli
+
+# Imported on first use: `--help` and argument mistakes answer without loading JAX.
+jax = lazy_import("jax")
+jnp = lazy_import("jax.numpy")
+common = lazy_import("jaxface.bench.common")
+landmarks = lazy_import("jaxface.models.landmarks")
+
 
 
 def _random_like(shapes, seed=0):
@@ -65,8 +68,10 @@ def _experts(dtype):
   }
 
 
+@cli
 def main(argv=None):
-  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  from jaxface import cli as cli_lib
+  ap = cli_lib.parser("jaxface.bench.experts", description=__doc__)
   ap.add_argument("--batch", type=int, default=32, help="images per call (training batch size)")
   ap.add_argument("--only", default="", help="comma-separated expert names (default: all)")
   ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="activation dtype")

@@ -7,24 +7,28 @@ batch, forward and forward+backward (gradient of an image loss w.r.t. all coeffi
   python -m jaxface.bench.render --resolutions 256 --batches 64 --modes fwdbwd
   python -m jaxface.bench.render --picture docs/render_mean_face.png   # also save the pose/light grid
 
-Prints a table and appends one line per configuration to bench/results.jsonl. The issue's targets: one
+Prints a table and appends one line per configuration to bench/results.jsonl. The targets: on one
 H100, fwd+bwd of 64 renders at 256² in <= 5 ms; on CPU, forward within 3x of a plain OpenGL software
 rasterizer: `--gl` times Mesa's OpenGL software rasterizer (llvmpipe, via the `moderngl` package and EGL)
 drawing the same mesh, clip-space positions and vertex colours with a depth test and reading the image
 back, against jaxface's rasterize + interpolate + antialias on the same inputs (mode "raster").
 """
 
-import argparse
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxface.bench import common
-from jaxface.render import camera as cam_lib
-from jaxface.render import facegrid
-from jaxface.render import render as render_lib
+from jaxface.cli import lazy_import
+from jaxface.errors import cli
+
+# Imported on first use: `--help` and argument mistakes answer without loading JAX.
+jax = lazy_import("jax")
+jnp = lazy_import("jax.numpy")
+common = lazy_import("jaxface.bench.common")
+cam_lib = lazy_import("jaxface.render.camera")
+facegrid = lazy_import("jaxface.render.facegrid")
+render_lib = lazy_import("jaxface.render.render")
+
 
 
 def random_coeffs(fm, batch, seed=0):
@@ -193,13 +197,16 @@ def save_picture(path, model="mp468", res=192):
   print(f"saved {path} ({fm.name}, {len(poses)} poses x {len(lights)} lights)")
 
 
+@cli
 def main(argv=None):
-  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  from jaxface import cli as cli_lib
+  ap = cli_lib.parser("jaxface.bench.render", description=__doc__.split("\n")[0])
   ap.add_argument("--quick", action="store_true", help="batch 16 only, 3 iterations")
-  ap.add_argument("--resolutions", type=int, nargs="+", default=[224, 256])
-  ap.add_argument("--batches", type=int, nargs="+", default=[16, 64])
-  ap.add_argument("--modes", nargs="+", default=["fwd", "fwdbwd"], choices=["fwd", "fwdbwd"])
-  ap.add_argument("--iters", type=int, default=10)
+  ap.add_argument("--resolutions", type=int, nargs="+", default=[224, 256], help="render resolutions")
+  ap.add_argument("--batches", type=int, nargs="+", default=[16, 64], help="renders per call")
+  ap.add_argument("--modes", nargs="+", default=["fwd", "fwdbwd"], choices=["fwd", "fwdbwd"],
+                  help="forward, or forward and backward")
+  ap.add_argument("--iters", type=int, default=10, help="timed calls per configuration")
   ap.add_argument("--picture", default=None, help="also save the mean-face pose/light grid PNG here")
   ap.add_argument("--gl", action="store_true", help="also compare rasterization with Mesa's OpenGL (moderngl)")
   ap.add_argument("--skip-render", action="store_true", help="skip the full render matrix")

@@ -7,10 +7,9 @@ Each frame moves a slider (yaw, smile, light azimuth in turn, never repeating a 
   http        POST /api/render on one keep-alive connection, PNG decoded by the client: what the page waits for
 for a seed identity and, unless --no-upload, for an uploaded photo (a synthetic-world render, embedded with
 --embed-steps; its frames add the w+ edit Φ(λ') − Φ(λ) and per-sample noise maps). Prints a table and appends
-one line per (identity, path) to bench/results.jsonl. The issue's target: < 100 ms per frame on a GPU.
+one line per (identity, path) to bench/results.jsonl. The target: < 100 ms per frame on a GPU.
 """
 
-import argparse
 import http.client
 import io
 import json
@@ -19,7 +18,12 @@ import time
 
 import numpy as np
 
-from jaxface.bench import common
+from jaxface.cli import lazy_import
+from jaxface.errors import cli
+
+# Imported on first use: `--help` and argument mistakes answer without loading JAX.
+common = lazy_import("jaxface.bench.common")
+
 
 
 def slider_states(n, identity, base=None):
@@ -115,9 +119,10 @@ def run(workdir, frames, embed_steps, upload):
   return rows
 
 
+@cli
 def main(argv=None):
-  p = argparse.ArgumentParser(prog="python -m jaxface.bench.serve", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.bench.serve", description=__doc__)
   p.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
   p.add_argument("--frames", type=int, default=60, help="timed frames per (identity, path)")
   p.add_argument("--embed-steps", type=int, default=20, help="optimizer steps for the uploaded photo")

@@ -8,19 +8,20 @@ included) for each lazy-regularization phase variant, and reports img/s averaged
 so it is opt-in on CPU. Appends one JSON line to bench/results.jsonl (bench "siw").
 """
 
-import argparse
 import collections
 import os
 import sys
 
-import jax
-
 from jaxface import config as config_lib
-from jaxface import parallel
-from jaxface.bench import common
-from jaxface.bench import train as train_bench
+from jaxface.cli import lazy_import
 from jaxface.errors import cli
-from jaxface.train import loop
+
+# Imported on first use: `--help` and argument mistakes answer without loading JAX.
+jax = lazy_import("jax")
+parallel = lazy_import("jaxface.parallel")
+common = lazy_import("jaxface.bench.common")
+train_bench = lazy_import("jaxface.bench.train")
+loop = lazy_import("jaxface.train.loop")
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs",
                       "siw.py")
@@ -56,8 +57,8 @@ def run(config, steps, flops=False):
 
 @cli
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m jaxface.bench.siw", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  from jaxface import cli as cli_lib
+  parser = cli_lib.parser("jaxface.bench.siw", description=__doc__)
   parser.add_argument("--preset", default="small", help="configs/siw.py preset (small, faithful, tiny)")
   parser.add_argument("--steps", type=int, default=5, help="timed steps per phase variant")
   parser.add_argument("--flops", action="store_true", help="also report model GFLOPs per image (compiles twice)")

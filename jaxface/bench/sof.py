@@ -8,14 +8,17 @@ configs/sof.py preset's sizes (width, steps, batch, rays per view, resolution), 
 Prints a table and appends one line per preset to bench/results.jsonl.
 """
 
-import argparse
-
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxface.bench import common
-from jaxface.render import raymarch
+from jaxface.cli import lazy_import
+from jaxface.errors import cli
+
+# Imported on first use: `--help` and argument mistakes answer without loading JAX.
+jax = lazy_import("jax")
+jnp = lazy_import("jax.numpy")
+common = lazy_import("jaxface.bench.common")
+raymarch = lazy_import("jaxface.render.raymarch")
+
 
 
 def random_batch(config, seed=0):
@@ -60,8 +63,10 @@ def run(presets, steps):
   return rows
 
 
+@cli
 def main(argv=None):
-  p = argparse.ArgumentParser(prog="python -m jaxface.bench.sof", description=__doc__.splitlines()[0])
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.bench.sof", description=__doc__.splitlines()[0])
   p.add_argument("--presets", nargs="+", default=["one", "multi"], help="configs/sof.py presets")
   p.add_argument("--steps", type=int, default=10, help="timed training steps per preset")
   args = p.parse_args(argv)

@@ -7,14 +7,17 @@ antialiasing and ground truth are all included) with bench.common.time_fn, and r
 resolution in bench/results.jsonl.
 """
 
-import argparse
-
-import jax
 import numpy as np
 
-from jaxface.bench import common
-from jaxface.data import synthetic as syn
-from jaxface.data import synthetic_factors as sf
+from jaxface.cli import lazy_import
+from jaxface.errors import cli
+
+# Imported on first use: `--help` and argument mistakes answer without loading JAX.
+jax = lazy_import("jax")
+common = lazy_import("jaxface.bench.common")
+syn = lazy_import("jaxface.data.synthetic")
+sf = lazy_import("jaxface.data.synthetic_factors")
+
 
 
 def run(resolutions=(64, 256), batch=16, level=1, iters=5):
@@ -33,12 +36,14 @@ def run(resolutions=(64, 256), batch=16, level=1, iters=5):
   return rows
 
 
+@cli
 def main(argv=None):
-  p = argparse.ArgumentParser(prog="python -m jaxface.bench.synthetic", description=__doc__.splitlines()[0])
-  p.add_argument("--resolutions", type=int, nargs="+", default=[64, 256])
-  p.add_argument("--batch", type=int, default=16)
-  p.add_argument("--level", type=int, default=1)
-  p.add_argument("--iters", type=int, default=5)
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.bench.synthetic", description=__doc__.splitlines()[0])
+  p.add_argument("--resolutions", type=int, nargs="+", default=[64, 256], help="render resolutions")
+  p.add_argument("--batch", type=int, default=16, help="samples per call")
+  p.add_argument("--level", type=int, default=1, help="mesh subdivision level (0, 1, 2)")
+  p.add_argument("--iters", type=int, default=5, help="timed calls per resolution")
   a = p.parse_args(argv)
   run(tuple(a.resolutions), a.batch, a.level, a.iters)
 

@@ -7,19 +7,21 @@ runs), twice: with one batch already on the device ("memory") and with the real 
 ("pipeline"), so a data bottleneck shows as the gap between the two.
 """
 
-import argparse
 import collections
 import sys
 import time
 
-import jax
 import numpy as np
 
 from jaxface import config as config_lib
-from jaxface import parallel
-from jaxface.bench import common
+from jaxface.cli import lazy_import
 from jaxface.errors import cli
-from jaxface.train import loop
+
+# Imported on first use: `--help` and argument mistakes answer without loading JAX.
+jax = lazy_import("jax")
+parallel = lazy_import("jaxface.parallel")
+common = lazy_import("jaxface.bench.common")
+loop = lazy_import("jaxface.train.loop")
 
 
 def run(config, steps):
@@ -73,9 +75,9 @@ def _cycle_length(config):
 
 @cli
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m jaxface.bench.train", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--config", required=True)
+  from jaxface import cli as cli_lib
+  parser = cli_lib.parser("jaxface.bench.train", description=__doc__)
+  parser.add_argument("--config", required=True, help="config file and optional :ARGS, e.g. configs/stylegan2.py:tiny")
   parser.add_argument("--steps", type=int, default=10, help="timed steps per phase variant")
   args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
   jax.config.update("jax_threefry_partitionable", True)

@@ -7,17 +7,19 @@ the full training step (on-device render + forward + backward + AdamW) and infer
 Random initial weights time the same as trained ones. One row per (expert, mode) in bench/results.jsonl.
 """
 
-import argparse
 import importlib
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxface import config as config_lib
-from jaxface.bench import common
-from jaxface.data import synthetic
+from jaxface.cli import lazy_import
 from jaxface.errors import UserError, cli
+
+# Imported on first use: `--help` and argument mistakes answer without loading JAX.
+jax = lazy_import("jax")
+jnp = lazy_import("jax.numpy")
+common = lazy_import("jaxface.bench.common")
+synthetic = lazy_import("jaxface.data.synthetic")
 
 EXPERTS = ("rnet", "parser")
 
@@ -65,7 +67,8 @@ def run(name, preset="small", batch=None, iters=5, overrides=(), results=None):
 
 @cli
 def main(argv=None):
-  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  from jaxface import cli as cli_lib
+  ap = cli_lib.parser("jaxface.bench.trained_experts", description=__doc__)
   ap.add_argument("--only", default="", help="comma-separated experts (rnet, parser; default: both)")
   ap.add_argument("--preset", default="small", help="config preset (small | faithful)")
   ap.add_argument("--batch", type=int, default=0, help="batch size (default: the config's training batch)")

@@ -13,7 +13,6 @@ Shards are written under temporary names and renamed when complete, so an interr
 shards that look finished.
 """
 
-import argparse
 import glob
 import importlib
 import json
@@ -137,7 +136,8 @@ def prepare(src, dst, resolution, shards=1, align=False, workers=0, overwrite=Fa
   writers = [ArrayRecordWriter(p, "group_size:1") for p in tmp_paths]  # group_size 1: fast random access
   count, skipped, done = 0, [], False
   try:
-    for key, record, err in tqdm.tqdm(records, total=total, desc="prepare", unit="img", disable=not progress):
+    for key, record, err in tqdm.tqdm(records, total=total, desc="prepare", unit="img",
+                                      disable=not (progress and sys.stderr.isatty())):
       if record is None:
         skipped.append({"file": key, "error": err})
         continue
@@ -168,13 +168,14 @@ def prepare(src, dst, resolution, shards=1, align=False, workers=0, overwrite=Fa
 
 
 def _parser():
-  p = argparse.ArgumentParser(prog="python -m jaxface.data.prepare", description=__doc__.split("\n\n")[0])
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.data.prepare", description=__doc__.split("\n\n")[0])
   p.add_argument("src", metavar="SRC", help="folder of .png/.jpg images (recursive), or synthetic:N")
   p.add_argument("dst", metavar="DST", help="output folder for the .array_record shards and meta.json")
   p.add_argument("--resolution", type=int, required=True, help="output size R (power of two >= 4)")
-  p.add_argument("--shards", type=int, default=1, help="number of shard files (default 1)")
+  p.add_argument("--shards", type=int, default=1, help="number of shard files")
   p.add_argument("--align", action="store_true", help="face-align with jaxface.data.align before cropping")
-  p.add_argument("--workers", type=int, default=0, help="decode in this many processes (default 0: in-process)")
+  p.add_argument("--workers", type=int, default=0, help="decode in this many processes (0: in-process)")
   p.add_argument("--overwrite", action="store_true", help="replace an existing prepared data set in DST")
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
   return p
@@ -198,4 +199,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

@@ -14,23 +14,30 @@ radians, gamma 27, trans 3 dm), landmarks 468 and 68 (pixels), segmentation (`sy
 attribute labels (`synthetic_factors.attributes`). Multi-view mode (SofGAN): `multiview_factors`.
 """
 
-import argparse
 import functools
+import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxface.data import synthetic_factors as sf
-from jaxface.data import synthetic_render as sr
-from jaxface.data import synthetic_world as sw
+from jaxface.cli import lazy_import
 from jaxface.errors import ConfigError, UserError, cli
 
-CLASSES = sw.CLASSES
-WorldConfig = sf.WorldConfig
-sample_factors = sf.sample_factors
-identity_factors = sf.identity_factors
-attributes = sf.attributes
+# Imported on first use, so that `python -m jaxface.data.synthetic --help` answers without loading JAX.
+jax = lazy_import("jax")
+jnp = lazy_import("jax.numpy")
+sf = lazy_import("jaxface.data.synthetic_factors")
+sr = lazy_import("jaxface.data.synthetic_render")
+sw = lazy_import("jaxface.data.synthetic_world")
+# Names this module re-exports from the world's modules, resolved on first access.
+_EXPORTS = {"CLASSES": sw, "WorldConfig": sf, "sample_factors": sf, "identity_factors": sf, "attributes": sf}
+
+
+def __getattr__(name):
+  if name in _EXPORTS:
+    return getattr(_EXPORTS[name], name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # Factor keys the renderer reads (others, e.g. labels, stay on the host).
 RENDER_KEYS = ("id", "tex", "exp", "angle", "trans", "gamma", "gaze", "hair_style", "hair_rgb", "hair_volume",
                "hairline", "iris_rgb", "glasses", "glasses_shape", "glasses_size", "glasses_rgb", "freckles",
@@ -173,10 +180,11 @@ def contact_sheet(n=64, resolution=128, cfg=None, start=0):
 
 @cli
 def main(argv=None):
-  p = argparse.ArgumentParser(prog="python -m jaxface.data.synthetic", description=__doc__.splitlines()[0])
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.data.synthetic", description=__doc__.splitlines()[0])
   p.add_argument("--sheet", required=True, help="output PNG path of the contact sheet")
-  p.add_argument("--n", type=int, default=64)
-  p.add_argument("--resolution", type=int, default=128)
+  p.add_argument("--n", type=int, default=64, help="samples on the sheet, 1 to 4096")
+  p.add_argument("--resolution", type=int, default=128, help="render resolution of each sample")
   p.add_argument("--seed", type=int, default=0, help="world seed")
   p.add_argument("--start", type=int, default=0, help="first sample index")
   args = p.parse_args(argv)
@@ -188,7 +196,7 @@ def main(argv=None):
   if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
     raise UserError(f"cannot write the sheet to {args.sheet!r}: {parent} is not a writable folder; create it "
                     "or pass another path")
-  grid = contact_sheet(args.n, args.resolution, WorldConfig(seed=args.seed), args.start)
+  grid = contact_sheet(args.n, args.resolution, sf.WorldConfig(seed=args.seed), args.start)
   try:
     Image.fromarray(grid).save(args.sheet)
   except (OSError, ValueError) as e:
@@ -197,4 +205,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

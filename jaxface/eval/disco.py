@@ -8,7 +8,7 @@ identity net embeds), on G_ema without truncation unless config.eval says otherw
   identity    mean identity cosine between two fakes that share identity and differ in pose, expression or
               light; on the synthetic world divided by the same statistic of real image pairs (same identity,
               another pose/expression/light), the acceptance ratio.
-  DS          GAN-Control's Disentanglement Score (research §8.2): for factor i, groups where only i varies;
+  DS          GAN-Control's Disentanglement Score (Shoshan et al. 2021): for factor i, groups where only i varies;
               per attribute (identity embedding, R-Net expression, angles, light) the mean pairwise distance
               within a group, averaged over groups and normalized by the same statistic over real images;
               DS_i = Π_{j≠i} σ_i / σ_j. Synthetic world: also the DS of real groups (only one true factor
@@ -19,19 +19,19 @@ dict (the loop writes it to workdir/eval/step_N.json).
   python -m jaxface.eval.disco --workdir W [--step N]      # re-score a checkpoint
 """
 
-import argparse
 import json
 import os
 import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxface.errors import cli
-
+from jaxface.cli import lazy_import
+from jaxface.errors import UserError, cli
 from jaxface.eval.disentangle import FACTORS, ds_from_spreads, spreads as _spreads
 from jaxface.eval.fid import frechet_distance
+
+jax = lazy_import("jax")  # imported on first use: `--help` and argument mistakes answer without loading JAX
+jnp = lazy_import("jax.numpy")
 
 
 # ------------------------------------------------------------------------------------------------- measuring
@@ -256,9 +256,14 @@ def evaluate_generator(gen, workdir=None):
   psi = float(e.get("psi", 1.0))
   measure = Measure(gen)
   out = {"step": gen.step, "psi": psi}
+  from jaxface import cli as cli_lib
+  bar = cli_lib.progress(None, "evaluating", total=4 + (int(e.fid_samples) > 0) + (workdir is not None), unit="stage")
   out["control"] = control(gen, measure, int(e.control_samples), psi)
+  bar.update()
   out["identity"] = identity_consistency(gen, measure, int(e.control_samples), psi)
+  bar.update()
   spreads = generated_groups(gen, measure, int(e.groups), int(e.group_size), psi)
+  bar.update()
   if config.data.kind == "synthetic":
     ref = real_references(config, measure, int(e.groups), int(e.group_size),
                           max(int(e.control_samples), int(e.groups) * int(e.group_size)))
@@ -272,11 +277,15 @@ def evaluate_generator(gen, workdir=None):
     imgs = _real_images(config, int(e.groups) * int(e.group_size))
     real_spread = _spreads(measure.attributes(imgs), int(e.groups), int(e.group_size))
     out["disentanglement"] = ds_from_spreads(spreads, real_spread)
+  bar.update()
   out["spreads"] = spreads
   if int(e.fid_samples) > 0:
     out["fid"] = fid(gen, int(e.fid_samples), psi, config)
+    bar.update()
   if workdir is not None:
     out["sweeps"] = write_sweeps(gen, workdir)
+    bar.update()
+  bar.close()
   return out
 
 
@@ -341,11 +350,13 @@ def summarize(r):
 
 @cli
 def main(argv=None):
-  p = argparse.ArgumentParser(prog="python -m jaxface.eval.disco", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.eval.disco", description=__doc__)
   p.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
   args = p.parse_args(sys.argv[1:] if argv is None else argv)
+  if args.step is not None and args.step < 0:
+    raise UserError(f"--step {args.step}: checkpoint steps are >= 0.")
   from jaxface.generate import Generator
   gen = Generator.load(args.workdir, args.step)
   results = evaluate_generator(gen, args.workdir)

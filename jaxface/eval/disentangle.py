@@ -1,4 +1,4 @@
-"""GAN-Control's Disentanglement Score (research/discofacegan.md §8.2), as pure numpy functions.
+"""GAN-Control's Disentanglement Score (Shoshan et al. 2021), as pure numpy functions.
 
 For factor i, groups of images in which only i varies; for every attribute j (identity embedding, R-Net
 expression, lighting, angles) the spread σ_ij = mean pairwise Euclidean distance within a group, averaged over

@@ -1,4 +1,4 @@
-"""How well real-photo embedding works, on held-out synthetic-world images whose truth is known (issue 7).
+"""How well real-photo embedding works, on held-out synthetic-world images whose truth is known.
 
   reconstruction   PSNR (dB, uint8 images) and MS-SSIM of the reconstruction vs the photo;
   identity         cosine of the identity network's embeddings, reconstruction vs photo, divided by the
@@ -13,16 +13,17 @@ without detection (align=False); `python -m jaxface.embed` shows the aligned pat
   python -m jaxface.eval.embed --workdir W [--num 16] [--steps 600] [--out DIR]
 """
 
-import argparse
 import json
 import os
 import sys
 import time
 
-import jax.numpy as jnp
 import numpy as np
 
-from jaxface.errors import cli
+from jaxface.cli import lazy_import
+from jaxface.errors import UserError, cli
+
+jnp = lazy_import("jax.numpy")  # imported on first use: `--help` and argument mistakes answer without loading JAX
 
 HELDOUT = 2_003_000_000  # world indices far from training and from the other evaluations
 
@@ -87,16 +88,19 @@ def evaluate(gen, num=16, steps=600, batch_size=16, yaw_delta=20.0, config=None)
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m jaxface.eval.embed", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.eval.embed", description=__doc__)
   p.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
   p.add_argument("--num", type=int, default=16, help="held-out world images")
   p.add_argument("--steps", type=int, default=600, help="embedding optimizer steps")
   p.add_argument("--batch-size", type=int, default=16, help="photos embedded together")
   p.add_argument("--yaw", type=float, default=20.0, help="yaw edit (degrees, applied both ways)")
-  p.add_argument("--out", default=None, help="output folder (default WORKDIR/eval)")
+  p.add_argument("--out", default=None, help="output folder (default: WORKDIR/eval)")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  if args.num < 1 or args.steps < 1 or args.batch_size < 1:
+    raise UserError(f"--num {args.num}, --steps {args.steps} and --batch-size {args.batch_size} must all be >= 1.")
+  return args
 
 
 @cli

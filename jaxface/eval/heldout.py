@@ -3,23 +3,28 @@
     python -m jaxface.eval.<name> --workdir W [--num N] [--start I] [--step S] [--out PATH]
 """
 
-import argparse
 import json
 import os
 
+from jaxface.errors import UserError
 
-def main(argv, *, prog, description, workdir_help, default_num, default_start, load, evaluate, shown=None):
-  """`load(workdir, step) -> model` (with .config and .step); `evaluate(model, num, start) -> dict`.
+
+def main(argv, *, module, description, workdir_help, default_num, default_start, load, evaluate, shown=None):
+  """The command of `module` (e.g. "jaxface.eval.recon"). `load(workdir, step) -> model` (with .config and .step);
+  `evaluate(model, num, start) -> dict`. Both import what they need when called, after the arguments are parsed.
 
   Writes the result to --out (default WORKDIR/eval/heldout_step_<step>.json) and prints `shown(result)`.
   """
-  p = argparse.ArgumentParser(prog=prog, description=description)
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser(module, description=description)
   p.add_argument("--workdir", required=True, help=workdir_help)
   p.add_argument("--num", type=int, default=default_num, help="held-out samples")
   p.add_argument("--start", type=int, default=default_start, help="first held-out world index")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
   p.add_argument("--out", default="", help="JSON path (default: WORKDIR/eval/heldout_step_<step>.json)")
   args = p.parse_args(argv)
+  if args.num < 1 or args.start < 0:
+    raise UserError(f"--num {args.num} must be >= 1 and --start {args.start} >= 0.")
   model = load(args.workdir, args.step)
   result = evaluate(model, args.num, args.start)
   result["step"] = model.step

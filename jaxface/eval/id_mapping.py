@@ -13,13 +13,22 @@ On the synthetic world (when the generator was trained on it): real world render
 TRUE pose known: world_yaw_err_deg = median |R-Net yaw(out) - true yaw(I_attr)|, next to rnet_yaw_err_deg, R-Net's
 own error on the attribute renders (the floor of this measurement).
 The identity network is the training one (config.experts.identity); the original tests with a second network.
+
+  python -m jaxface.eval.id_mapping --workdir W [--step N] [--out JSON]     # re-score a trained mapper
 """
 
-import jax
-import jax.numpy as jnp
+import json
+import os
+import sys
+
 import numpy as np
 
-from jaxface.losses import ssim as ssim_lib
+from jaxface.cli import lazy_import
+from jaxface.errors import UserError, cli
+
+jax = lazy_import("jax")  # imported on first use: `--help` and argument mistakes answer without loading JAX
+jnp = lazy_import("jax.numpy")
+ssim_lib = lazy_import("jaxface.losses.ssim")
 
 WORLD_HELDOUT = 2_000_000_000  # world indices far from anything an expert trained on
 
@@ -123,3 +132,32 @@ def _world(config, state, gen, measure):
           "world_pitch_err_deg": float(np.median(_deg(m["pose_out"][:, 0], true[:, 0]))),
           "id_to_out": float(np.mean(m["id_to_out"])), "attr_to_out": float(np.mean(m["attr_to_out"])),
           "id_to_attr": float(np.mean(m["id_to_attr"])), "pairs": n}
+
+
+@cli
+def main(argv=None):
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.eval.id_mapping", description=__doc__)
+  p.add_argument("--workdir", required=True, help="a configs/id_mapping.py training workdir")
+  p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
+  p.add_argument("--out", default="", help="JSON path (default: WORKDIR/eval/id_mapping_step_<step>.json)")
+  args = p.parse_args(sys.argv[1:] if argv is None else argv)
+  if args.step is not None and args.step < 0:
+    raise UserError(f"--step {args.step}: checkpoint steps are >= 0.")
+  from jaxface import swap
+  from jaxface.edit import generator_io
+  config, state, _ = swap.load_run(args.workdir, args.step)
+  step = args.step if args.step is not None else max(generator_io.checkpoint_steps(args.workdir))
+  result = evaluate(config, state, args.workdir)
+  result["step"] = step
+  out = args.out or os.path.join(args.workdir, "eval", f"id_mapping_step_{step}.json")
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out, "w") as f:
+    json.dump(result, f, indent=2)
+  print(json.dumps(result, indent=2))
+  print(f"wrote {out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -10,17 +10,18 @@ Options: `dlib` (registry-shipped descriptor; the render is cut to a dlib-style 
 transform from its eye and mouth landmarks, i.e. upscaled from the render resolution), `synthetic` (a
 configs/idnet.py workdir), `arcface` (only with the user's weights: insightface iresnet .onnx/.pth).
 
-    python -m jaxface.eval.identity --idnet_workdir workdirs/idnet [--arcface PATH] [--pairs 1000 --resolution 64]
+    python -m jaxface.eval.identity --idnet-workdir workdirs/idnet [--arcface PATH] [--pairs 1000 --resolution 64]
 """
 
-import argparse
 import json
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxface.errors import ConfigError, cli
+from jaxface.cli import lazy_import, progress
+from jaxface.errors import ConfigError, UserError, cli
+
+jax = lazy_import("jax")  # imported on first use: `--help` and argument mistakes answer without loading JAX
+jnp = lazy_import("jax.numpy")
 
 CHIP = 150
 # dlib-style chip framing (fractions of the chip): eye centres and mouth centre after alignment.
@@ -89,8 +90,9 @@ def dlib_chip(image, landmarks68, size=CHIP):
   return jnp.stack(chan, -1).reshape(size, size, 3) * 255.0
 
 
-def dlib_embedder(dtype=jnp.float32):
-  """(embed fn on renders, score fn) for the registry dlib descriptor."""
+def dlib_embedder(dtype=None):
+  """(embed fn on renders, score fn) for the registry dlib descriptor (float32 unless `dtype`)."""
+  dtype = dtype or jnp.float32
   from jaxface import assets
   from jaxface.models import idnet
   variables = idnet.dlib_params(assets.load_params("dlib_resnet"))
@@ -137,7 +139,7 @@ def verify(embedder, pairs, world, resolution, batch_size=50):
 
   n = len(labels)
   out = []
-  for s in range(0, n, batch_size):
+  for s in progress(range(0, n, batch_size), "verification pairs"):
     idx = np.arange(s, s + batch_size) % n  # full batches: one compiled shape
     pick = lambda f: {k: f[k][idx] for k in synthetic.RENDER_KEYS}
     out.append(np.asarray(scores(pick(a), pick(b)))[:min(batch_size, n - s)])
@@ -148,17 +150,21 @@ def verify(embedder, pairs, world, resolution, batch_size=50):
 
 @cli
 def main(argv=None):
-  p = argparse.ArgumentParser(prog="python -m jaxface.eval.identity", description=__doc__.splitlines()[0])
-  p.add_argument("--idnet_workdir", default="", help="workdir of a configs/idnet.py training (synthetic option)")
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.eval.identity", description=__doc__.splitlines()[0])
+  p.add_argument("--idnet-workdir", default="", help="workdir of a configs/idnet.py training (synthetic option)")
   p.add_argument("--arcface", default="", help="insightface iresnet weights (.onnx/.pth); omitted = not evaluated")
-  p.add_argument("--no_dlib", action="store_true", help="skip the dlib descriptor")
+  p.add_argument("--no-dlib", action="store_true", help="skip the dlib descriptor")
   p.add_argument("--pairs", type=int, default=1000, help="verification pairs (half same identity)")
   p.add_argument("--resolution", type=int, default=64, help="render resolution fed to every option")
-  p.add_argument("--first_identity", type=int, default=9000, help="held-out identities start here")
-  p.add_argument("--num_identities", type=int, default=10_000, help="size of the synthetic identity pool")
+  p.add_argument("--first-identity", type=int, default=9000, help="held-out identities start here")
+  p.add_argument("--num-identities", type=int, default=10_000, help="size of the synthetic identity pool")
   p.add_argument("--seed", type=int, default=0, help="pair sampling seed")
   p.add_argument("--out", default="", help="write the results as JSON here")
   args = p.parse_args(argv)
+  if args.pairs < 2 or args.resolution < 16 or not 0 <= args.first_identity < args.num_identities:
+    raise UserError(f"--pairs {args.pairs} must be >= 2, --resolution {args.resolution} >= 16, and --first-identity "
+                    f"{args.first_identity} in [0, --num-identities {args.num_identities}).")
   world = {"num_identities": args.num_identities}
   pairs = make_pairs(args.pairs, args.first_identity, args.num_identities, world, args.seed)
   results = {}

@@ -1,4 +1,4 @@
-"""Are the factor VAEs good priors? Acceptance 5 of issue 5, per factor:
+"""Are the factor VAEs good priors? Per factor:
 
 1. Moments: decode z ~ N(0, I) and compare each dimension with the training data: the mean gap in units of the
    data's std, |mean_s - mean_d| / std_d, and the relative std error |std_s / std_d - 1|; both must be <= tol (0.1).
@@ -16,7 +16,6 @@ Two-Stage VAE's second stage; `latent_fit`). `load_priors` uses the fitted map w
     python -m jaxface.eval.priors --workdir workdirs/priors     (fits, evaluates, writes latent_fit.npz + eval JSON)
 """
 
-import argparse
 import json
 import os
 
@@ -122,7 +121,8 @@ def evaluate(decoders, latents, train, held, cfg, seed=0, fitted=None):
 
 @cli
 def main(argv=None):
-  p = argparse.ArgumentParser(prog="python -m jaxface.eval.priors", description=__doc__.splitlines()[0])
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.eval.priors", description=__doc__.splitlines()[0])
   p.add_argument("--workdir", required=True, help="workdir of a configs/priors.py training")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
   args = p.parse_args(argv)

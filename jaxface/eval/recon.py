@@ -2,7 +2,7 @@
 
   python -m jaxface.eval.recon --workdir WORKDIR [--num 1024] [--start 1000000000]
 
-Metrics (issue 5, acceptance 3):
+Metrics:
   yaw/pitch/roll error: median |Δangle| in degrees (wrapped to [-180, 180]);
   landmark error: mean distance between the 68 landmarks projected from the predicted coefficients (the
     renderer's landmark function) and the rendered truth, as % of the image width (mean over points, then
@@ -17,6 +17,7 @@ judged on here).
 
 import numpy as np
 
+from jaxface.cli import progress
 from jaxface.errors import UserError, cli
 
 THRESHOLDS = {"yaw_deg": 2.0, "pitch_deg": 2.0, "roll_deg": 2.0, "landmark_pct": 1.5, "exp_r2": 0.8,
@@ -88,7 +89,7 @@ def evaluate(model, data_cfg, num=1024, start=HELDOUT_START, batch_size=64):
   res = int(data_cfg.resolution)
   render = jax.jit(lambda f: synthetic.render_batch(f, res, data_cfg))
   preds, trues, plm, tlm = [], [], [], []
-  for s in range(0, num, batch_size):
+  for s in progress(range(0, num, batch_size), "R-Net on held-out faces"):
     n = min(batch_size, num - s)
     f = heldout_factors(data_cfg, batch_size, start + s)  # full batches: one compiled shape
     out = render({k: f[k] for k in synthetic.RENDER_KEYS})
@@ -106,10 +107,14 @@ def evaluate(model, data_cfg, num=1024, start=HELDOUT_START, batch_size=64):
 @cli
 def main(argv=None):
   from jaxface.eval import heldout
-  from jaxface.train import rnet
-  heldout.main(argv, prog="python -m jaxface.eval.recon", description=__doc__.splitlines()[0],
+
+  def load(workdir, step):
+    from jaxface.train import rnet
+    return rnet.load_rnet(workdir, step)
+
+  heldout.main(argv, module="jaxface.eval.recon", description=__doc__.splitlines()[0],
                workdir_help="an R-Net training workdir (configs/rnet.py)", default_num=1024,
-               default_start=HELDOUT_START, load=rnet.load_rnet,
+               default_start=HELDOUT_START, load=load,
                evaluate=lambda model, num, start: evaluate(model, model.config.data, num, start),
                shown=lambda r: {k: v for k, v in r.items() if not k.endswith("per_dim")})
 

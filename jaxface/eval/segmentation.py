@@ -4,13 +4,14 @@
 
 IoU_c = TP_c / (TP_c + FP_c + FN_c), accumulated over the whole held-out set (not averaged per image), and
 mIoU = the mean over classes that occur in the truth or the prediction (a class absent from both has no IoU).
-Issue 5, acceptance 4: mIoU >= 0.85 on held-out synthetic images (world indices from `start`, never drawn in
+The target: mIoU >= 0.85 on held-out synthetic images (world indices from `start`, never drawn in
 training, which uses indices below data.size).
 """
 
 
 import numpy as np
 
+from jaxface.cli import progress
 from jaxface.errors import UserError, cli
 
 THRESHOLD = 0.85
@@ -51,7 +52,7 @@ def evaluate(model, data_cfg, num=512, start=HELDOUT_START, batch_size=64, class
   cfg = sf.as_world_config(data_cfg)
   render = jax.jit(lambda f: synthetic.render_batch(f, res, data_cfg))
   conf = np.zeros((n_cls, n_cls), np.int64)
-  for s in range(0, num, batch_size):
+  for s in progress(range(0, num, batch_size), "parsing held-out faces"):
     n = min(batch_size, num - s)
     fs = sf.stack([sf.sample_factors(start + s + i, cfg) for i in range(batch_size)])
     out = render({k: fs[k] for k in synthetic.RENDER_KEYS})
@@ -69,14 +70,19 @@ def evaluate(model, data_cfg, num=512, start=HELDOUT_START, batch_size=64, class
 
 @cli
 def main(argv=None):
-  from jaxface.data import synthetic
   from jaxface.eval import heldout
-  from jaxface.train import parser
-  heldout.main(argv, prog="python -m jaxface.eval.segmentation", description=__doc__.splitlines()[0],
+
+  def load(workdir, step):
+    from jaxface.train import parser
+    return parser.load_parser(workdir, step)
+
+  def run(model, num, start):
+    from jaxface.data import synthetic
+    return evaluate(model, model.config.data, num, start, class_names=list(synthetic.CLASSES))
+
+  heldout.main(argv, module="jaxface.eval.segmentation", description=__doc__.splitlines()[0],
                workdir_help="a parser training workdir (configs/parser.py)", default_num=512,
-               default_start=HELDOUT_START, load=parser.load_parser,
-               evaluate=lambda model, num, start: evaluate(model, model.config.data, num, start,
-                                                           class_names=list(synthetic.CLASSES)))
+               default_start=HELDOUT_START, load=load, evaluate=run)
 
 if __name__ == "__main__":
   main()

@@ -15,19 +15,20 @@ The grid (rows: label map, base image, hair / complexion / background restyled) 
 WORKDIR/samples/region_edit.png.
 """
 
-import argparse
 import json
 import os
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxface.edit import region
+from jaxface.cli import lazy_import, progress
 from jaxface.errors import UserError, cli
 from jaxface.eval import segmentation
 from jaxface.eval.fid import frechet_distance
+
+jax = lazy_import("jax")  # imported on first use: `--help` and argument mistakes answer without loading JAX
+jnp = lazy_import("jax.numpy")
+region = lazy_import("jaxface.edit.region")
 
 EDIT_REGIONS = ("hair", "complexion", "background")
 
@@ -89,7 +90,7 @@ class Sampler:
 
   def fakes(self, labels, seed):
     bs, out = int(self.config.eval.batch_size), []
-    for i in range(0, len(labels), bs):
+    for i in progress(range(0, len(labels), bs), "painting label maps"):
       chunk = labels[i:i + bs]
       pad = bs - len(chunk)  # full batches: one compile
       chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)])
@@ -131,7 +132,7 @@ def locality(sampler, labels, seed=12):
   res = base.shape[1]
   lab = np.asarray(region.nearest_resize(jnp.asarray(labels), res))
   edits = {}
-  for name in EDIT_REGIONS:
+  for name in progress(EDIT_REGIONS, "region edits", unit="region"):
     edited = np.concatenate([sampler.edit(labels[i:i + 32], w_base[i:i + 32], w_new[i:i + 32], name)
                              for i in range(0, n, 32)])
     edits[name] = edited
@@ -195,19 +196,20 @@ def evaluate(config, state, workdir=None, parser_workdir=None, log=print):
 
 @cli
 def main(argv=None):
-  p = argparse.ArgumentParser(prog="python -m jaxface.eval.siw", description=__doc__.splitlines()[0])
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.eval.siw", description=__doc__.splitlines()[0])
   p.add_argument("--workdir", required=True, help="a configs/siw.py training workdir")
   p.add_argument("--parser", default="", help="configs/parser.py workdir (default: the run's eval.parser or the "
                                               "bootstrap)")
   p.add_argument("--num", type=int, default=0,
                  help="label maps for mIoU/locality (default: the run's eval.num_samples)")
   p.add_argument("--fid", type=int, default=-1, help="FID samples (default: the run's eval.fid_samples; 0 = skip)")
-  p.add_argument("--out", default="", help="JSON output path (default WORKDIR/eval/siw_step_N.json)")
+  p.add_argument("--out", default="", help="JSON output path (default: WORKDIR/eval/siw_step_N.json)")
   args = p.parse_args(argv)
-  from jaxface.train import rnet as rnet_lib
-  config, state, step = rnet_lib.read_checkpoint(args.workdir, trainer="siw")
   if args.num < 0:
     raise UserError(f"--num must be >= 1 (or 0 for the run's eval.num_samples), got {args.num}")
+  from jaxface.train import rnet as rnet_lib
+  config, state, step = rnet_lib.read_checkpoint(args.workdir, trainer="siw")
   if args.num:
     config.eval.num_samples = args.num
   if args.fid >= 0:

@@ -1,4 +1,4 @@
-"""Evaluation of a trained Semantic Occupancy Field (issue 10, acceptance 1).
+"""Evaluation of a trained Semantic Occupancy Field.
 
   python -m jaxface.eval.sof --workdir WORKDIR [--samples 32 --components 16 --views 5 --invert 4]
 
@@ -14,12 +14,12 @@ Writes WORKDIR/eval/sof_<step>.json, sof_samples_<step>.png (GMM samples x views
 (truth | render for held-out views).
 """
 
-import argparse
 import json
 import os
 
 import numpy as np
 
+from jaxface.cli import progress
 from jaxface.errors import UserError, cli
 from jaxface.eval import segmentation
 
@@ -116,7 +116,7 @@ def inversion(model, num=4, steps=200, lr=1e-2, opt_cam=False, seed=0):
   others = np.setdiff1d(np.arange(mv.num_views), [fit_view])
   z_mean = model.codes.mean(0)
   preds, preds_mean, fitted_before, fitted_after = [], [], [], []
-  for i in range(num):
+  for i in progress(range(num), "inverting held-out heads", unit="head"):
     r = sof_codes.invert(model, data["seg"][i, fit_view], float(data["yaw"][fit_view]),
                          float(data["pitch"][fit_view]), steps=steps, lr=lr, opt_cam=opt_cam, seed=seed + i,
                          z_init=z_mean)
@@ -158,7 +158,8 @@ def label_grid(labels, gap=2):
 
 @cli
 def main(argv=None):
-  p = argparse.ArgumentParser(prog="python -m jaxface.eval.sof", description=__doc__.splitlines()[0])
+  from jaxface import cli as cli_lib
+  p = cli_lib.parser("jaxface.eval.sof", description=__doc__.splitlines()[0])
   p.add_argument("--workdir", required=True, help="a configs/sof.py training workdir")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
   p.add_argument("--samples", type=int, default=32, help="GMM samples rendered")
@@ -168,7 +169,7 @@ def main(argv=None):
   p.add_argument("--invert", type=int, default=0, help="new instances to invert (0 = skip)")
   p.add_argument("--invert-steps", type=int, default=200, help="Adam steps per inversion")
   p.add_argument("--opt-cam", action="store_true", help="also optimise the camera's yaw and pitch")
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--seed", type=int, default=0, help="seed of the GMM samples and inversions")
   args = p.parse_args(argv)
   if args.samples < 1 or args.views < 1 or args.components < 1 or args.invert < 0:
     raise UserError("--samples, --views and --components must be >= 1 and --invert >= 0")

@@ -103,7 +103,8 @@ def test_cli_embeds_a_real_photo_and_reuses_its_latent(tiny_disco, tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "reconstruction PSNR" in proc.stdout
   r = 16
-  assert Image.open(out).size == (4 * r, r)
+  w, h = Image.open(out).size
+  assert w > 4 * r and h > r  # photo, reconstruction, two edits, and the label bands
   for name in ("astro.npz", "astro_0_recon.png", "astro_0_edit0.png", "astro_0_edit1.png"):
     assert (tmp_path / "out" / name).is_file(), name
   again = tmp_path / "again.png"

@@ -157,7 +157,8 @@ def test_swap_cli_grid_single_and_interpolation(trained, tmp_path):
   grid = tmp_path / "grid.png"
   _run(["-m", "jaxface.swap", "--workdir", trained, "--generated", "0", "--num-identities", "2",
         "--num-attributes", "3", "--out", str(grid)])
-  assert Image.open(grid).size == (4 * 16, 3 * 16)
+  w, h = Image.open(grid).size
+  assert w > 4 * 16 and h > 3 * 16  # sources and swaps, and the label bands naming each source
   # files: the generator's own images as aligned crops (--no-align); one pair -> one swapped image
   from jaxface.data import generator_samples as gs
   cfg = json.load(open(os.path.join(trained, "config.json")))
@@ -172,7 +173,8 @@ def test_swap_cli_grid_single_and_interpolation(trained, tmp_path):
   row = tmp_path / "row.png"
   _run(["-m", "jaxface.swap", "--workdir", trained, "--identity", str(a), str(b), "--attributes", str(b),
         "--no-align", "--interpolate", "5", "--out", str(row)])
-  assert Image.open(row).size == (5 * 16, 16)
+  w, h = Image.open(row).size
+  assert w > 5 * 16 and h > 16  # five steps, and the labels
 
 
 def test_interpolation_ends_reproduce_the_swaps(trained):
