@@ -17,7 +17,7 @@ def _run(tmp_path, *extra):
     calls["evaluate"] = (num, start)
     return {"metric": 0.5, "per_dim": [1, 2]}
 
-  heldout.main(["--workdir", str(tmp_path), *extra], prog="t", description="t", workdir_help="w", default_num=16,
+  heldout.main(["--workdir", str(tmp_path), *extra], module="t", description="t", workdir_help="w", default_num=16,
                default_start=100, load=load, evaluate=evaluate, shown=lambda r: {"metric": r["metric"]})
   return calls
 
