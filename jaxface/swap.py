@@ -97,8 +97,8 @@ def interpolation_row(images, names, moving):
   """[T] uint8 images of an interpolation -> one labelled row: t of each column, the end points named."""
   from jaxface import grid as grid_lib
   t = np.linspace(0.0, 1.0, len(images))
-  return grid_lib.labelled_grid(np.asarray(images)[None], rows=[f"{moving}: {names[0]} -> {names[1]}"],
-                                cols=[f"t={v:.2f}" for v in t])
+  return grid_lib.labelled_grid(np.asarray(images)[None], rows=[f"{names[0]} -> {names[1]}"],
+                                cols=[f"t={v:.2f}" for v in t], corner=moving)
 
 
 def _generated(config, start, count):

@@ -209,3 +209,14 @@ def test_labelled_grid_keeps_the_images_and_adds_labels():
 def test_progress_is_quiet_without_a_terminal():
   bar = cli.progress(range(3), "work")
   assert bar.disable == (not sys.stderr.isatty()) and list(bar) == [0, 1, 2]
+
+
+def test_swap_grid_puts_the_sources_in_its_header_row_and_column():
+  from jaxface import swap
+  ids, attrs = np.full((2, 64, 64, 3), 50, np.uint8), np.full((3, 64, 64, 3), 200, np.uint8)
+  swaps = (100 + np.arange(6, dtype=np.uint8))[:, None, None, None] * np.ones((1, 64, 64, 3), np.uint8)
+  picture = swap.grid(ids, attrs, swaps, ["a.png", "c.png"], ["b.png", "d.png", "e.png"])
+  body = picture[-3 * 64:, -4 * 64:]  # (1 + 2 identities) x (1 + 3 attribute sources) cells
+  assert (body[:64, 64:] == 200).all() and (body[64:, :64] == 50).all()
+  assert body[64 + 5, 2 * 64 + 5, 0] == 101 and body[2 * 64 + 5, 3 * 64 + 5, 0] == 105  # identity i, attributes j
+  assert (picture[:-3 * 64] < 128).any() and (picture[:, :-4 * 64] < 128).any()  # the source labels

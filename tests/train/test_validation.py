@@ -76,11 +76,15 @@ def test_workdir_that_is_a_file(tmp_path, monkeypatch, capsys):
   assert "is a file" in err and "taken" in err
 
 
-def test_method_rules_run_before_its_experts_are_prepared(tmp_path, monkeypatch, capsys):
-  # configs/disco.py would first train its four experts (minutes); its own rules come before that.
-  err = _fails(tmp_path, monkeypatch, capsys, "--config.batch_size=8", "--config.loss.pix_res=48",
-               config="configs/disco.py:tiny")
-  assert "config.loss.pix_res=48" in err and "power of two" in err
+@pytest.mark.parametrize("overrides,text", [
+    (["--config.batch_size=8", "--config.loss.pix_res=48"], "config.loss.pix_res=48"),  # the method's own rule
+    (["--config.batch_size=12"], "config.batch_size=12"),
+    (["--config.batch_size=8", "--config.data.kind=folder", "--config.data.path=/no/such/folder"], "config.data.path"),
+])
+def test_rules_run_before_the_experts_are_prepared(tmp_path, monkeypatch, capsys, overrides, text):
+  # configs/disco.py would first train its four experts (minutes); every rule comes before that.
+  err = _fails(tmp_path, monkeypatch, capsys, *overrides, config="configs/disco.py:tiny")
+  assert text in err, err
 
 
 def test_the_command_fails_within_five_seconds(tmp_path):
