@@ -30,9 +30,11 @@ def test_render_sequence_and_region_edit_grid(tiny_sof, tiny_siw, tmp_path):
                "--regions", "hair,background"])
   assert proc.returncode == 0, proc.stderr[-3000:]
   g = np.asarray(Image.open(grid))
-  r = g.shape[0] // 2
-  assert g.shape[1] == 4 * r  # labels, base, hair, background
-  cells = [g[:r, c * r:(c + 1) * r].astype(float) for c in range(4)]
+  from jaxface import grid as grid_lib
+  r = grid_lib.MIN_CELL  # the tiny run's images, enlarged so that their labels fit
+  assert g.shape[0] > 2 * r and g.shape[1] > 4 * r  # 2 heads x (labels, base, hair, background), and the labels
+  body = g[-2 * r:, -4 * r:]
+  cells = [body[:r, c * r:(c + 1) * r].astype(float) for c in range(4)]
   assert np.abs(cells[3] - cells[1]).mean() > 0  # the background restyle changed the image
 
 
