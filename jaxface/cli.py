@@ -114,10 +114,7 @@ def prog(module):
 
 
 def parser(module, description=None, **kwargs):
-  """The ArgumentParser of the command in `module` (pass `__name__`; `__main__` resolves to the module run)."""
-  if module == "__main__":
-    spec = getattr(sys.modules["__main__"], "__spec__", None)
-    module = spec.name if spec else module
+  """The ArgumentParser of the command in `module` (its dotted name, e.g. "jaxface.generate")."""
   return ArgumentParser(prog=prog(module), description=description, **kwargs)
 
 
