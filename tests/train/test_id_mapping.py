@@ -153,6 +153,15 @@ def test_training_writes_checkpoints_samples_and_metrics(trained):
   assert any(f.endswith(".png") for f in os.listdir(os.path.join(trained, "samples")))
 
 
+def test_eval_cli_rescores_the_checkpoint_like_training_did(trained, tmp_path):
+  out = tmp_path / "eval.json"
+  _run(["-m", "jaxface.eval.id_mapping", "--workdir", trained, "--out", str(out)])
+  again, at_training = json.loads(out.read_text()), json.load(open(os.path.join(trained, "eval", "step_4.json")))
+  assert again["step"] == 4
+  assert again["cross"]["id_to_out"] == pytest.approx(at_training["cross"]["id_to_out"], abs=1e-5)
+  assert again["reconstruction"]["psnr_db"] == pytest.approx(at_training["reconstruction"]["psnr_db"], abs=1e-3)
+
+
 def test_swap_cli_grid_single_and_interpolation(trained, tmp_path):
   grid = tmp_path / "grid.png"
   _run(["-m", "jaxface.swap", "--workdir", trained, "--generated", "0", "--num-identities", "2",
