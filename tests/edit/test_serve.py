@@ -241,3 +241,42 @@ def test_a_server_bug_is_a_500_message_not_a_dead_server(editor, port, monkeypat
   assert_error(render(port), 500, "RuntimeError", "simulated bug", "still running")
   monkeypatch.undo()
   assert_serving(port)
+
+
+# ------------------------------------------------------------------------------------------------- load
+
+class _SlowEditor:
+  """Stands in for the editor: each frame takes 50 ms, so connections pile up while the server is busy."""
+
+  def frame(self, request):
+    import time
+    time.sleep(0.05)
+    return np.zeros((8, 8, 3), np.uint8), 50.0
+
+
+def test_a_burst_of_64_renders_is_served_without_a_reset():
+  """64 clients connect at the same instant (tabs restored at once, a script): the standard library server's
+  listen backlog of 5 made the kernel reset most of them; every one must get its frame."""
+  import threading
+  from jaxface import serve
+  server = serve.start_background(_SlowEditor(), "127.0.0.1", 0)
+  n = 64
+  barrier, statuses = threading.Barrier(n), [None] * n
+
+  def client(i):
+    barrier.wait()
+    try:
+      statuses[i] = render(server.server_port)[0]
+    except OSError as e:  # a reset connection
+      statuses[i] = f"{type(e).__name__}: {e}"
+
+  threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+  try:
+    for t in threads:
+      t.start()
+    for t in threads:
+      t.join(120)
+  finally:
+    server.shutdown()
+    server.server_close()
+  assert statuses == [200] * n, [s for s in statuses if s != 200][:5]
