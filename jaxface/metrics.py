@@ -1,5 +1,8 @@
 """One writer for everything a run reports: a progress line, workdir/metrics.jsonl, W&B, and PNG grids.
 
+metrics.jsonl holds one row per logged step however often the run was interrupted: a resumed run drops the rows
+after its checkpoint before training those steps again (`Writer.rewind`).
+
 Only process 0 writes. W&B is offline by default (`wandb sync workdir/wandb/offline-run-*` uploads later);
 `config.wandb.mode="online"` with WANDB_API_KEY logs live; "disabled" turns it off.
 """
@@ -13,6 +16,8 @@ import time
 import jax
 import numpy as np
 from PIL import Image
+
+from jaxface.errors import UserError
 
 
 def image_grid(images, cols=None):
@@ -59,6 +64,25 @@ class Writer:
           dir=workdir, mode=config.wandb.mode, config=config.to_dict(), resume="allow",
           id=_run_id(workdir), settings=wandb.Settings(console="off", x_disable_stats=True))
 
+  def rewind(self, step):
+    """Keeps one metrics.jsonl row per step, up to `step` (the step training resumes from): the steps after it are
+    trained again, and their old rows would repeat them. Rewritten through a temporary file and a rename, so a crash
+    here leaves the old file whole."""
+    if not self.enabled:
+      return
+    path = os.path.join(self.workdir, "metrics.jsonl")
+    self._jsonl.close()
+    with open(path) as f:
+      lines = f.readlines()
+    kept = rows_through(lines, step)
+    if kept != lines:
+      with open(path + ".tmp", "w") as f:
+        f.writelines(kept)
+        f.flush()
+        os.fsync(f.fileno())
+      os.replace(path + ".tmp", path)
+    self._jsonl = open(path, "a")
+
   def start_timer(self, step):
     self._t0, self._step0 = time.perf_counter(), step
 
@@ -74,8 +98,12 @@ class Writer:
       eta = (self.total_steps - step) * row["sec_per_step"]
     else:
       eta = float("nan")
-    self._jsonl.write(json.dumps(row) + "\n")
-    self._jsonl.flush()
+    try:
+      self._jsonl.write(json.dumps(row) + "\n")
+      self._jsonl.flush()
+    except OSError as e:  # a full disk or a lost mount: one message, not a traceback
+      raise UserError(f"cannot write {self._jsonl.name} ({e.strerror or e}); free space or fix the permissions, "
+                      f"then rerun the same command to resume from the last checkpoint.") from None
     shown = " ".join(f"{k}={v:.4g}" for k, v in scalars.items() if isinstance(v, (int, float)))
     speed = f"{row['img_per_s']:.1f} img/s" if "img_per_s" in row else "-- img/s"
     print(f"step {step}/{self.total_steps} kimg {row['kimg']:.2f} {speed} ETA {_fmt_eta(eta)} | {shown}",
@@ -118,9 +146,26 @@ class Writer:
   def close(self):
     if not self.enabled:
       return
-    self._jsonl.close()
+    try:
+      self._jsonl.close()
+    except OSError:  # the row still buffered is the one whose failed write was reported
+      pass
     if self._wandb is not None:
       self._wandb.finish()
+
+
+def rows_through(lines, step):
+  """The metrics.jsonl `lines` of steps <= `step`, the last row of each step, in step order. A line cut short by a
+  crash does not parse and goes too (the next row appended to it would be lost with it)."""
+  by_step = {}
+  for line in lines:
+    try:
+      row = json.loads(line)
+    except ValueError:
+      continue
+    if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+      by_step[row["step"]] = line if line.endswith("\n") else line + "\n"
+  return [by_step[k] for k in sorted(by_step)]
 
 
 def _run_id(workdir):

@@ -88,7 +88,22 @@ def _to_host_scalars(metrics):
 
 
 def train(config, workdir):
-  """Trains `config` in `workdir`, resuming from its newest checkpoint. Returns the final state."""
+  """Trains `config` in `workdir`, resuming from its newest checkpoint that restores. Returns the final state.
+
+  First, before any expensive work: the workdir must be writable, and no other run may hold it (process 0 locks
+  it for the whole run; the OS releases the lock however the process ends)."""
+  lock = None
+  if jax.process_index() == 0:
+    ckpt_lib.check_writable(workdir)
+    lock = ckpt_lib.WorkdirLock(workdir).acquire()
+  try:
+    return _train(config, workdir)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train(config, workdir):
   method = get_method(config)
   if hasattr(method, "prepare"):
     config = method.prepare(config)
@@ -97,7 +112,6 @@ def train(config, workdir):
   parallel.check_batch_size(config.batch_size, mesh)
   total_steps = int(config.total_steps)
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config_lib.to_json(config))
   writer = metrics_lib.Writer(workdir, config, total_steps, config.batch_size)
@@ -105,21 +119,33 @@ def train(config, workdir):
              f"mesh: {dict(mesh.shape)}")
 
   # ---------------------------------------------------------------------------------------------- state
-  rng = jax.random.key(config.seed)
-  plan = plan_state(method, config, mesh, rng)
-  abstract, shardings = plan.abstract, plan.shardings
-  repl = parallel.replicated(mesh)
+  plan = plan_state(method, config, mesh, jax.random.key(config.seed))
 
   # ---------------------------------------------------------------------------------------------- data
   data = method.make_data(config)
 
   # ---------------------------------------------------------------------------------------------- restore or init
   checkpointer = ckpt_lib.Checkpointer(workdir, config.ckpt.every_steps, config.ckpt.keep, config.ckpt.async_save)
-  first_step = checkpointer.latest_step()
-  if first_step is not None:
-    trained = {k: v for k, v in abstract.items() if k not in plan.constant_keys}
-    state, data_state, _ = checkpointer.restore(first_step, _with_shardings(trained, {k: shardings[k] for k in trained}),
-                                                partial=bool(plan.constant_keys))
+  try:
+    return _run(config, workdir, method, mesh, plan, data, writer, checkpointer)
+  finally:
+    try:
+      checkpointer.close()
+    finally:
+      writer.close()
+
+
+def _run(config, workdir, method, mesh, plan, data, writer, checkpointer):
+  """Restores or initialises the state, then runs the steps, saves and evaluates."""
+  total_steps = int(config.total_steps)
+  rng = jax.random.key(config.seed)
+  abstract, shardings = plan.abstract, plan.shardings
+  repl = parallel.replicated(mesh)
+  trained = {k: v for k, v in abstract.items() if k not in plan.constant_keys}
+  resumed = checkpointer.restore_newest(_with_shardings(trained, {k: shardings[k] for k in trained}),
+                                        partial=bool(plan.constant_keys), log=writer.log)
+  if resumed is not None:
+    first_step, state, data_state, _ = resumed
     with jax.set_mesh(mesh):
       state.update(plan.place_constants())
     if data_state is not None:
@@ -135,6 +161,7 @@ def train(config, workdir):
     first_step = 0
     with jax.set_mesh(mesh):
       state = plan.create()
+  writer.rewind(first_step)  # the steps after the checkpoint run again: their old rows go
 
   # ---------------------------------------------------------------------------------------------- compile
   step_fn = jax.jit(method.train_step(config), donate_argnums=(0,), out_shardings=(shardings, repl),
@@ -178,6 +205,7 @@ def train(config, workdir):
         with jax.profiler.StepTraceAnnotation("train", step_num=step):
           batch = parallel.to_global(next(data), mesh)
           state, metrics = step_fn(state, batch, rng, phase=method.phase(config, step))
+        checkpointer.poll()  # a background save that failed stops the run now, not at the end
         if pending is not None:
           resolve(pending)
         pending = (step, metrics)
@@ -208,5 +236,3 @@ def train(config, workdir):
     return state
   finally:
     preemption.uninstall()
-    checkpointer.close()
-    writer.close()
