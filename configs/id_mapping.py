@@ -1,7 +1,7 @@
 r"""Identity disentanglement by mapping into a pretrained StyleGAN's W space (Nitzan et al. 2020).
 
 Only the attribute encoder, the mapper and a W discriminator train; the generator, the identity network and the
-landmark network stay frozen (jaxface/train/id_mapping.py; research/id_disentangle.md). The generator is a
+landmark network stay frozen (jaxface/train/id_mapping.py). The generator is a
 trained jaxface StyleGAN2 workdir (configs/stylegan2.py), named with gen=PATH or --config.generator.workdir.
 
 Presets (the string after the colon):

@@ -8,7 +8,7 @@ Presets (the string after the colon):
   faithful  256x256, full-width ResNet-18 encoder + 256-channel FPN (Lin et al.'s parser backbone, as
             DiscoFaceGAN uses), batch 32, bfloat16. GPU/TPU:
               python -m jaxface.main --config configs/parser.py:faithful --workdir gs://BUCKET/parser256
-Expected (issue 5, acceptance 4): mIoU >= 0.85 over synthetic.CLASSES on held-out samples (WORKDIR/eval/
+Expected: mIoU >= 0.85 over synthetic.CLASSES on held-out samples (WORKDIR/eval/
 step_N.json, or `python -m jaxface.eval.segmentation --workdir WORKDIR`).
 Other arguments: res=R (multiple of 32), e.g. configs/parser.py:small,res=128.
 """

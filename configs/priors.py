@@ -7,7 +7,7 @@ Presets (the string after the colon):
              trained on the world's true coefficients (9,000 training identities, 40,000 samples; the rest held out).
                python -m jaxface.main --config configs/priors.py --workdir workdirs/priors
              Hardware: CPU is enough (four MLPs); see docs/results_priors.md for steps, wall time and the
-             held-out acceptance numbers (per-dimension mean/std within 10%, energy distance vs a Gaussian).
+             held-out checks (per-dimension mean/std within 10%, energy distance vs a Gaussian).
   bfm        the paper's sizes for BFM09 (identity 160 -> 128, expression 64 -> 32, light 27 -> 16, pose 3 -> 3;
              widths 512/256/128/32), DiscoFaceGAN's schedule (Adam 1e-4 halved every 150 epochs, batch 64,
              400 epochs of ~70k FFHQ rows), on R-Net estimates:
@@ -90,6 +90,6 @@ def get_config(arg=""):
       num_samples=200 if tiny else 20_000,  # decoded samples for the per-dimension moments
       test_rows=100 if tiny else 2_000,  # rows per side in the two-sample test (energy distance)
       permutations=50 if tiny else 200,  # permutations for its p-value
-      tolerance=0.1,  # acceptance: |mean gap| <= tol * data std and |std ratio - 1| <= tol, every dimension
+      tolerance=0.1,  # pass: |mean gap| <= tol * data std and |std ratio - 1| <= tol, every dimension
   ))
   return config

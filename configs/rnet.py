@@ -8,7 +8,7 @@ Presets (the string after the colon):
   faithful  ResNet-50 at 224x224 (Deep3DFaceRecon's R-Net and input size), batch 64, bfloat16 activations,
             photometric loss on. GPU/TPU:
               python -m jaxface.main --config configs/rnet.py:faithful --workdir gs://BUCKET/rnet224
-Expected (issue 5, acceptance 3), on held-out samples (written to WORKDIR/eval/step_N.json, or
+Expected, on held-out samples (written to WORKDIR/eval/step_N.json, or
 `python -m jaxface.eval.recon --workdir WORKDIR`): median yaw/pitch/roll error <= 2 deg, landmark error
 <= 1.5% of the width, expression and lighting R^2 >= 0.8.
 Other arguments: res=R (multiple of 32), depth=18|34|50|101, width=W, e.g. configs/rnet.py:small,res=128.

@@ -3,14 +3,14 @@ r"""SofGAN geometry branch: Semantic Occupancy Field auto-decoder on the synthet
 Presets (the string after the colon):
   one       overfit ONE instance: 25 training + 5 held-out views at 64², width 128, 512 rays per view (uniform for
             2000 steps, then half of them class-balanced: balancing from step 0 diverged at width 128), batch 8,
-            Adam 1e-3 cosine-decayed to 5e-5 over 3500 steps. Issue 10 acceptance 1 (held-out-view mIoU >= 0.8):
+            Adam 1e-3 cosine-decayed to 5e-5 over 3500 steps. Target: held-out-view mIoU >= 0.8,
             measured 0.853 (train views 0.864) in 43 min on 2 loaded CPU cores (docs/results_sofgan.md):
               python -m jaxface.main --config configs/sof.py:one --workdir workdirs/sof_one
   multi     many instances (48 x 25 training + 5 held-out views at 64²), width 64, latent 64, batch 8 x 512 rays
             (half class-balanced), Adam 1e-3 cosine-decayed to 1e-4 over 4000 steps (~17 min on 2 CPU cores);
             then GMM sampling and inversion: python -m jaxface.eval.sof --workdir workdirs/sof_multi
               python -m jaxface.main --config configs/sof.py:multi --workdir workdirs/sof_multi
-  faithful  as released (research/sofgan.md §1.4): 128² full views (16,384 rays), width/latent/hyper 256,
+  faithful  as released (Chen et al., ACM TOG 2022): 128² full views (16,384 rays), width/latent/hyper 256,
             10 steps, batch 8, Adam 5e-5; 256 instances x 31 training + 5 held-out views. GPU:
               python -m jaxface.main --config configs/sof.py:faithful --workdir gs://BUCKET/sof
   tiny      tests only (seconds).

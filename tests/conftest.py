@@ -2,7 +2,7 @@
 
 Every test sees `jax.devices()` == 8 CPU devices, so sharded code paths run on a laptop/CI.
 YNNPACK fusions are disabled because jax 0.10's XLA:CPU miscompiles some of them (wrong numbers in
-ported conv nets); see ../shared/research/offline_assets.md.
+ported conv nets).
 """
 
 import os

@@ -1,4 +1,4 @@
-"""Multi-view label renders of synthetic-world instances: SofGAN's SOF data contract (research/sofgan.md §1.4).
+"""Multi-view label renders of synthetic-world instances: SofGAN's SOF data contract.
 
 An instance is one synthetic-world sample (`synthetic.multiview_factors(index, ...)`): its head seen from
 `num_views` cameras on a yaw sweep (±max_yaw) with alternating pitch (±max_pitch), at camera distance 10 dm.

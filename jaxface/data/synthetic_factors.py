@@ -37,7 +37,7 @@ class WorldConfig:
   """What defines the world (changing any field changes every sample)."""
   seed: int = 0                 # world seed: all randomness derives from (seed, stream, index)
   num_identities: int = 10_000  # size of the identity pool
-  max_yaw: float = 45.0         # degrees; pose ranges of the issue
+  max_yaw: float = 45.0         # degrees
   max_pitch: float = 20.0
   max_roll: float = 10.0
   glasses_prob: float = 0.2     # fraction of identities wearing glasses

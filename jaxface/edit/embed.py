@@ -1,4 +1,4 @@
-"""Real-photo embedding into a trained DiscoFaceGAN's W+ and factor editing (research note §7).
+"""Real-photo embedding into a trained DiscoFaceGAN's W+ and factor editing (Deng et al., CVPR 2020).
 
 The authors' method, which they described but never released: align the photo (5 points, the generator's
 framing), estimate its coefficients λ with R-Net, optimize a per-layer latent w+ (and the per-layer noise maps)

@@ -1,5 +1,5 @@
 """Geometry codes of a trained SOF: a Gaussian mixture for sampling new heads, interpolation, and inversion of a
-new label map into a code (research/sofgan.md §1.1, §1.4, §5.5).
+new label map into a code (SofGAN, Chen et al., ACM TOG 2022).
 
 SofGAN is not a GAN: its "geometry latent space" is a GMM (16 components, full covariance; sklearn in the
 release) fitted to the auto-decoded code table. `fit_gmm` is a small seeded EM in numpy with sklearn's

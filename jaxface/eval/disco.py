@@ -7,7 +7,7 @@ identity net embeds), on G_ema without truncation unless config.eval says otherw
               (mean |γ̃ - γ|). On the synthetic world also the floor: the same R-Net on real images of known λ.
   identity    mean identity cosine between two fakes that share identity and differ in pose, expression or
               light; on the synthetic world divided by the same statistic of real image pairs (same identity,
-              another pose/expression/light), the acceptance ratio.
+              another pose/expression/light).
   DS          GAN-Control's Disentanglement Score (Shoshan et al. 2021): for factor i, groups where only i varies;
               per attribute (identity embedding, R-Net expression, angles, light) the mean pairwise distance
               within a group, averaged over groups and normalized by the same statistic over real images;

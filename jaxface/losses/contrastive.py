@@ -1,4 +1,4 @@
-"""DiscoFaceGAN's contrastive losses (stage 2) as pure functions (research/discofacegan.md §5.3).
+"""DiscoFaceGAN's contrastive losses (stage 2) as pure functions (Deng et al., CVPR 2020).
 
 Pairs of fakes share every factor and the noise but one. Released code (training/loss_control.py):
 - expression pair: fake A warped by the render flow onto B must match fake B (Gaussian-blurred, masked

@@ -1,4 +1,4 @@
-"""Nitzan et al.'s non-adversarial losses as pure functions (research/id_disentangle.md §2).
+"""Nitzan et al.'s non-adversarial losses as pure functions (SIGGRAPH Asia 2020).
 
 Images are [B, R, R, 3] in [-1, 1]; the original's formulas are on [0, 1] images, so pixel terms convert first.
 The adversarial terms are StyleGAN's logistic ones on w (jaxface/losses/adversarial.py).

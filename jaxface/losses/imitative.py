@@ -1,4 +1,4 @@
-"""DiscoFaceGAN's imitative losses as pure functions (research/discofacegan.md §5.2).
+"""DiscoFaceGAN's imitative losses as pure functions (Deng et al., CVPR 2020).
 
 The generator must imitate the analytic render of its own input coefficients λ: R-Net re-estimates
 landmarks and SH lighting from the fake, an identity net compares the fake (masked by the render mask)

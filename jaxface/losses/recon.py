@@ -2,7 +2,7 @@
 
 Pure functions of arrays (and a FaceModel / Camera, which are pytrees of arrays). On the synthetic world every
 training image comes with its true coefficients, so the main signal is direct regression; the landmark and
-photometric terms are Deep3DFaceRecon's self-supervised losses (research/discofacegan.md §4.8), which also serve
+photometric terms are Deep3DFaceRecon's self-supervised losses (Deng et al., CVPRW 2019), which also serve
 real photos where no coefficients exist:
   landmark:    mean_k w_k ||p_k(pred) - p_k(true)||² / R²        (pixels normalised by the image width R)
   photometric: Σ_i M_i ||I_i - Î_i||₂ / Σ_i M_i                  (per-pixel colour distance inside the face mask)

@@ -3,7 +3,7 @@
 A face is split into an identity code (a frozen face-recognition embedding of I_id) and an attribute code (a
 trainable encoder of I_attr); the mapper turns their concatenation into ONE w of a frozen, pretrained StyleGAN
 (copied to every style layer: the method works in W, not W+), and a small discriminator on w keeps the mapper's
-outputs on the generator's W manifold. research/id_disentangle.md §1 has the original's layer table.
+outputs on the generator's W manifold (Nitzan et al., SIGGRAPH Asia 2020).
 
 Initialisation follows the original: Glorot-uniform kernels for the mapper's first two layers, and
 VarianceScaling(2 / (1 + 0.2²), fan_in, truncated normal) ("Kaiming for LeakyReLU 0.2") for its last two and for

@@ -1,6 +1,6 @@
 """Face parser: a ResNet encoder + FPN-style upsampling decoder -> per-pixel class logits.
 
-DiscoFaceGAN's parser (Lin et al. 2019, research/discofacegan.md §4.9) is a ResNet-18 backbone with an FPN and a
+DiscoFaceGAN's parser (Lin et al. 2019) is a ResNet-18 backbone with an FPN and a
 small mask head; SofGAN needs per-pixel labels for its consistency metrics. This is the same shape, sized for
 the synthetic world: the encoder is resnet.ResNet's layout (same parameter names, so torchvision ImageNet weights
 converted by `resnet.convert_torch` drop in), the decoder merges the four stages top-down (1x1 laterals, bilinear

@@ -1,6 +1,6 @@
 """SofGAN's texture branch: the semantic instance-wise (SIW) StyleGAN2 generator (Chen et al. 2022), NHWC.
 
-What differs from StyleGAN2 (research note sofgan.md §2.3):
+What differs from StyleGAN2:
   - input: a 17-class one-hot label map (at `seg_res`, 128 as released), bilinearly resized to 32x32 and
     encoded by 3 StyleGAN2-D residual blocks (17 -> 32 -> 64 -> 128 channels, 32 -> 4 pixels). The result
     replaces the learned constant.
@@ -15,7 +15,7 @@ Batch semantics. Everything is per sample and vectorised over the batch: styles 
 pair per image) and masks [B, 2, H, W]. The released code instead keys its two-style path on the batch size:
 with batch 1 the latent pair drives region mixing, but with batch >= 2 `style_map` does a layer crossover
 *between samples*, the latent becomes [B, 18, 512] and `mask_features` is skipped, so region mixing silently
-turns off (§2.3). Here batch B is exactly B independent batch-1 generations (tested).
+turns off. Here batch B is exactly B independent batch-1 generations (tested).
 
 Noise: "const" (fixed per-layer maps, like the released registered buffers that it uses in training and
 inference), "random" (fresh N(0,1) from the "noise" rng) or "none". Only the "params" collection exists.

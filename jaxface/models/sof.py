@@ -1,4 +1,4 @@
-"""SofGAN's geometry branch: the Semantic Occupancy Field auto-decoder (research/sofgan.md §1.1-1.3).
+"""SofGAN's geometry branch: the Semantic Occupancy Field auto-decoder (Chen et al., ACM TOG 2022).
 
   code z (per training instance, N(0, 0.01) table)
     -> 3 hyper-MLPs, one per layer of phi: z -> [Linear+LN+ReLU] x2 -> Linear -> [W (out x in, row-major) | b]
@@ -138,7 +138,7 @@ class SOF(nn.Module):
 
 
 def count_hyper_params(latent, hidden, in_dim, out_dim):
-  """Parameters of one HyperLinear (research/sofgan.md §7.2): two Linear+LN(affine) layers, then the output."""
+  """Parameters of one HyperLinear: two Linear+LN(affine) layers, then the output."""
   p = in_dim * out_dim + out_dim
   return (latent * hidden + hidden) + 2 * hidden + (hidden * hidden + hidden) + 2 * hidden + hidden * p + p
 

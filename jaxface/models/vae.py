@@ -1,6 +1,6 @@
 """DiscoFaceGAN's factor VAEs: the stage-1 model of Dai & Wipf's Two-Stage VAE, one per coefficient group.
 
-Layout (DiscoFaceGAN vae/two_stage_vae_model.py, research note §2.2):
+Layout (DiscoFaceGAN vae/two_stage_vae_model.py):
   encoder  x -> [Dense(width) + ReLU] x depth -> mu = Dense(latent), log_sigma = Dense(latent)   (both linear)
   decoder  z -> [Dense(width) + ReLU] x depth -> x_hat = Dense(dim)   (linear)
            plus one learned scalar `loggamma_x` (init 0 in DiscoFaceGAN): the decoder's output std is exp(loggamma_x).

@@ -6,7 +6,7 @@ Deep3DFaceRecon's README describes (from Guo et al.'s CoarseData, "Exp_Pca.bin")
 BFM_front_idx.mat, BFM_exp_idx.mat and facemodel_info.mat from the Deep3DFaceRecon / DiscoFaceGAN
 repositories' BFM folders. The path goes in the config key `face_model.path`.
 
-Conversion (as Deep3DFaceRecon's / DiscoFaceGAN's transferBFM09; research/discofacegan.md §4.1):
+Conversion (as Deep3DFaceRecon's / DiscoFaceGAN's transferBFM09):
   idBase = shapePC·shapeEV/1e5 [:, :n_id], exBase = expPC·expEV/1e5 [:, :n_exp], texBase = texPC·texEV
   [:, :n_tex], meanshape = shapeMU/1e5, meantex = texMU, then crop vertices: exp-model index
   BFM_front_idx.idx (35,709, 1-based into 53,215) and shape-model index trimIndex[idx] (1-based into 53,490).

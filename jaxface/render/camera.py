@@ -1,6 +1,6 @@
 """Euler rotations, rigid transforms, pinhole/orthographic cameras and look-at, as pure functions.
 
-Conventions (Deep3DFaceRecon / DiscoFaceGAN, research/discofacegan.md §4.3, §4.5):
+Conventions (as in the Deep3DFaceRecon and DiscoFaceGAN code):
 - R = Rz(γ)·Ry(β)·Rx(α) for angles (α, β, γ) = (x, y, z) in radians; points are row vectors transformed
   as V·Rᵀ + t.
 - The face lives in world space facing +z; the default camera sits at (0, 0, d) looking at the origin

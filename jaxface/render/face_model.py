@@ -6,7 +6,7 @@ normals), 68 landmark vertex indices, region masks and the render sub-mesh. Ever
 jaxface (BFM09 via Deep3DFaceRecon, the built-in synthetic model on the MediaPipe mesh) uses it, so
 losses and renderers never ask which one they got.
 
-Conventions (DiscoFaceGAN / Deep3DFaceRecon, see research/discofacegan.md §4):
+Conventions (as in the DiscoFaceGAN / Deep3DFaceRecon code):
 - shape = mean_shape + id_basis·id + exp_basis·exp, in decimetres, already re-centred (the loaders
   subtract the centroid of the mean shape once, as Deep3DFaceRecon does at every decode).
 - albedo = mean_albedo + albedo_basis·tex, in 0..1 (BFM's 0..255 divided by 255 at load time).

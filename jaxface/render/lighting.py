@@ -5,7 +5,7 @@
   Y = [a0c0, -a1c1·y, a1c1·z, -a1c1·x, a2c2·x·y, -a2c2·y·z, a2c2·0.5/√3·(3z²-1), -a2c2·x·z, a2c2·0.5·(x²-y²)]
   a0 = π, a1 = 2π/√3, a2 = 2π/√8;  c0 = 1/√(4π), c1 = √3/√(4π), c2 = 3√5/√(12π)
   colour_c = (Y·γ_c) · albedo_c.
-(research/discofacegan.md §4.4; identical in Deep3DFaceRecon TF and PyTorch.)
+(As in DiscoFaceGAN; identical in Deep3DFaceRecon TF and PyTorch.)
 """
 
 import math

@@ -3,7 +3,7 @@
 No 3DMM can be downloaded here, so this one is built from the 468-vertex MediaPipe canonical mesh
 (Apache-2.0; `jaxface/data/mp468_mesh.npz`, written by `tools/fetch_mediapipe_mesh.py`) plus procedural,
 deterministic bases (`mp468_bases.py`). Conventions follow the BFM as DiscoFaceGAN uses it
-(../shared/research/discofacegan.md §4): units are decimetres, the face looks down +z with y up, the
+(see jaxface/render/face_model.py): units are decimetres, the face looks down +z with y up, the
 shape is `mean + id_basis·α + exp_basis·β` re-centred on the mean shape's centroid, and the albedo is
 per-vertex linear RGB `mean_albedo + albedo_basis·δ`, here in 0..1 (not BFM's 0..255).
 Loop subdivision (levels 0–2) smooths the 898-triangle mesh; every basis is defined on the 468 base

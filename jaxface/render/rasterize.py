@@ -5,7 +5,7 @@ Clip-space input as in OpenGL: a vertex (x, y, z, w) lands at NDC (x/w, y/w) wit
 pixel in row r, column c has its centre at NDC ((c + 0.5)·2/W - 1, 1 - (r + 0.5)·2/H). Depth is z/w,
 kept where -1 <= z/w <= 1 (near/far clipping) and resolved nearest-wins under a z-buffer.
 
-Design (research/jax_anchors.md §6.5):
+Design:
 1. Visibility (which triangle covers each pixel) is computed under `stop_gradient` by `binning.py`: each
    triangle's pixel bounding box is cut into `window`×`window` pixel windows; the windows of all triangles
    are laid out in one static-capacity work list (`capacity` windows), every window's pixels are tested

@@ -1,6 +1,6 @@
 """Camera rays and ray-marching geometry for the Semantic Occupancy Field (SofGAN), as pure functions.
 
-Convention (SofGAN/SRN, research/sofgan.md §1.3): OpenCV cameras, x right, y down, z forward; `c2w` is a 4x4
+Convention (SofGAN/SRN code): OpenCV cameras, x right, y down, z forward; `c2w` is a 4x4
 camera-to-world matrix; intrinsics K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] in pixels. Pixel coordinates are
 (u, v) = (column, row) + `offset`: the synthetic world's rasterizer puts pixel centres at +0.5 (pixel (c, r)
 spans [c, c+1) x [r, r+1)), so 0.5 makes our rays hit the pixels its labels describe; SofGAN's own code uses 0.
@@ -102,7 +102,7 @@ def rays(uv, k, c2w, orthographic=False):
 
 
 def sphere_init(origins, dirs, radius, center=(0.0, 0.0, 0.0), jitter=0.0, rng=None):
-  """SOF's start points (research/sofgan.md §1.3): the closest approach of each ray to `center`, moved back to
+  """SOF's start points (as in SofGAN's code): the closest approach of each ray to `center`, moved back to
   the near intersection with the sphere of `radius` where the ray hits it, plus N(0, jitter²) along the ray.
   Returns (distances t [N] along the rays, points [N,3], hit [N] bool). `dirs` must be unit vectors."""
   c = jnp.asarray(center, jnp.float32)

@@ -1,7 +1,7 @@
 """Attribute predictor on the synthetic world: image -> glasses, smile, hair colour, gender, age, skin tone,
 key-light side, yaw.
 
-The scorer InterFaceGAN fits its boundaries to (issue 8): each step renders its batch of world factors on the
+The scorer InterFaceGAN fits its boundaries to: each step renders its batch of world factors on the
 device (synthetic.render_batch), maps the images to [-1, 1] (what generators emit), runs a narrow ResNet
 (models/resnet.Encoder, BatchNorm in training mode) with one linear head per attribute, and minimises
   w_glasses·BCE(glasses logit) + w_hair·CE(6 hair colours) + Σ_a w_a·MSE(standardised a), a in REGRESSION

@@ -1,6 +1,6 @@
 """Identity disentanglement by latent mapping (Nitzan et al. 2020) on a frozen jaxface StyleGAN2.
 
-One step, from one forward pass (research/id_disentangle.md §2-3):
+One step, from one forward pass:
   z_id   = E_id(I_id)                 frozen identity net, unit norm, constant
   z_attr = E_attr(I_attr)             trainable
   w      = M([z_id, z_attr])          trainable; one w copied to every style layer (W, not W+)

@@ -1,6 +1,6 @@
 """An identity network trained on the synthetic world's identities with ArcFace's additive angular margin loss.
 
-The third identity-network option of issue 5 (besides the dlib descriptor and users' ArcFace weights): a ResNet
+The third identity-network option (besides the dlib descriptor and users' ArcFace weights): a ResNet
 (jaxface/models/resnet.py, torchvision layout, BatchNorm in training mode) on the rendered image, a linear
 embedding, and one unit-norm class centre per training identity (jaxface/losses/identity.py). Every step draws
 `batch_size` (identity, sample) pairs on the host - identity k from the first `num_train_identities` of the pool,

@@ -4,7 +4,7 @@ The state holds one independent VAE per factor, {"id": {"params", "stats", "opt"
 draws one minibatch per factor and updates all four (they share nothing but the step counter, so this is four
 separate trainings, as DiscoFaceGAN's four `vae/demo.py` runs were).
 
-Loss: the Two-Stage VAE stage-1 objective with a learned decoder std gamma_x (research note §2.2), per batch,
+Loss: the Two-Stage VAE stage-1 objective with a learned decoder std gamma_x (Dai & Wipf, ICLR 2019), per batch,
 summed over dimensions and divided by the batch size:
   KL  = sum(mu^2 + sigma^2 - 2 log sigma - 1) / 2 / B
   gen = sum(((x - x_hat) / gamma_x)^2 / 2 + log gamma_x + log(2 pi) / 2) / B
@@ -236,7 +236,7 @@ def train_step(config):
 
 
 def evaluate(config, state, workdir):
-  """Acceptance 5 on the held-out rows: per-dimension moments and the two-sample test vs a fitted Gaussian, for
+  """The held-out check: per-dimension moments and the two-sample test vs a fitted Gaussian, for
   z ~ N(0, I) and for the latent Gaussian fit, which is written to workdir/latent_fit.npz for `load_priors`."""
   from jaxface.eval import priors as eval_priors
   train, held = dataset(config)

@@ -1,13 +1,13 @@
 """SofGAN's texture branch (SIW-StyleGAN2, jaxface.models.siw) on the shared loop.
 
-As released (research note sofgan.md §2.5): real images and label maps are drawn UNPAIRED (images of world index
+As released: real images and label maps are drawn UNPAIRED (images of world index
 i, label maps of an independent index stream, seed + 1); every fake gets a pair of z (distinct with probability
 `distinct_prob` = 0.9, else one z repeated), both mapped to W and broadcast over the layers (no layer crossover),
 and a random group mask (half of the label map's semantic groups take style 0). Losses: non-saturating G,
 logistic D, lazy R1 on reals, lazy path length w.r.t. the W pair [B, 2, num_ws, w_dim]; StyleGAN2 lazy-reg Adam,
 EMA generator. Augmentation: independent horizontal flips of images and of label maps (with the l/r nose swap).
 
-Decisions (research note §7.3): per-sample style pairs and masks at any batch size (the release's region mixing
+Where this departs from the release: per-sample style pairs and masks at any batch size (the release's region mixing
 only works at batch 1); minibatch-stddev over groups of `mbstd_group_size` (the release's per-GPU batch 1 makes it
 a constant); const noise by default, as released; no segmentation loss (the release has none); plain pixel norm of
 z (the release normalises the two 256-d halves separately in training only); no random scale-crop augmentation

@@ -3,7 +3,7 @@
 Data: the synthetic world's multi-view label renders (data/multiview.py), cached; each batch element is one
 (instance, training view) with `rays_per_view` random pixels (0 = the whole view, as released).
 Step: render the rays with the instance's code (models/sof.py: sphere start + 10 learned steps + label head) and
-minimise, as released (research/sofgan.md §1.4):
+minimise, as released:
   200 · CE(logits, labels) + 1 · mean(z²) + 10 · mean(min(depth, 0)²)
 (the release writes the last weight as reg_weight 1e-3 times an internal 1e4). Adam over everything, codes
 included (the release's lr is 5e-5; the CPU presets use more).

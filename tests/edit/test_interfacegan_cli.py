@@ -1,6 +1,6 @@
 """InterFaceGAN CLIs on a tiny StyleGAN2 this module trains once: generate_data -> train_boundary -> edit ->
 rescore with a toy pixel-statistics predictor; the generator's Z / W / W+ paths against the trained module; and
-bad input (acceptance 3) -> `error: ...`, exit 2, no traceback."""
+bad input -> `error: ...`, exit 2, no traceback."""
 
 import json
 import os

@@ -38,7 +38,7 @@ def size(tree):
 
 
 def test_parameter_counts_match_the_formulas_at_faithful_size():
-  """research/sofgan.md §7.2: hypernet outputs 1,024 / 65,792 / 65,792 values per code at width 256."""
+  """Hypernet outputs 1,024 / 65,792 / 65,792 values per code at width 256."""
   model = sof_lib.SOF(num_instances=4, num_classes=20)
   o, d, c2w = camera_rays(1)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1,), jnp.int32), o, d, c2w))["params"]

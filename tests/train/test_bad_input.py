@@ -1,4 +1,4 @@
-"""Acceptance 7: bad input gives a clear message and exit code 2 (or a counted skip), never a traceback, never a
+"""Bad input gives a clear message and exit code 2 (or a counted skip), never a traceback, never a
 lost checkpoint."""
 
 import hashlib

@@ -1,4 +1,4 @@
-"""Issue 4, acceptance 5: the default data of every config is the synthetic face world, rendered in the step."""
+"""The default data of every config is the synthetic face world, rendered in the step."""
 
 import glob
 import os

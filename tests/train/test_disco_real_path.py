@@ -1,4 +1,4 @@
-"""configs/disco.py:ffhq256's real-data path is wired (issue 6, acceptance 4): a few training steps on fixture files
+"""configs/disco.py:ffhq256's real-data path is wired: a few training steps on fixture files
 in the formats users bring, all written here: a BFM_model_front.mat (Deep3DFaceRecon's key names), a
 Deep3DFaceRecon R-Net checkpoint ({"net_recon": state dict}), an arcface_torch IResNet state dict, an image folder,
 and a configs/priors.py:bfm workdir trained on a coefficient file. The networks are random: this checks plumbing

@@ -1,5 +1,5 @@
 """Identity net: ROC-AUC vs hand computations, held-out verification pairs, the dlib chip crop, and a short
-training on the shared loop whose frozen net loads back from the workdir (acceptance 4's identity-network part)."""
+training on the shared loop whose frozen net loads back from the workdir."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""Acceptance 6: launch/local_multiprocess.sh 2 trains a few steps; its checkpoint restores in a 1-process run."""
+"""launch/local_multiprocess.sh 2 trains a few steps; its checkpoint restores in a 1-process run."""
 
 import os
 import subprocess

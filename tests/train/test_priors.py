@@ -1,5 +1,5 @@
 """Factor VAE training: the stage-1 loss vs a scipy reference, the data iterator, coefficient files, and a short
-end-to-end training on the shared loop that must beat a fitted Gaussian on bimodal data (acceptance 5)."""
+end-to-end training on the shared loop that must beat a fitted Gaussian on bimodal data."""
 
 import json
 import os

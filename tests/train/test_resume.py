@@ -1,4 +1,4 @@
-"""Acceptance 2, 4, 5: a tiny run leaves its outputs; SIGKILL + rerun == uninterrupted; SIGTERM saves and exits 0.
+"""A tiny run leaves its outputs; SIGKILL + rerun == uninterrupted; SIGTERM saves and exits 0.
 
 The runs go one after another so that all but the first find their compiled step in the persistent cache.
 """
@@ -45,7 +45,7 @@ def _assert_trees_equal(a, b):
 def test_outputs_kill_resume_and_sigterm(tmp_path):
   full, killed, termed = tmp_path / "full", tmp_path / "killed", tmp_path / "termed"
 
-  # The uninterrupted run, with an offline W&B run. Acceptance 2: checkpoints, metrics.jsonl, sample PNGs, W&B.
+  # The uninterrupted run, with an offline W&B run. It leaves checkpoints, metrics.jsonl, sample PNGs, W&B.
   p_full = _popen(full, "--config.wandb.mode=offline")
   out_full = p_full.communicate(timeout=900)[0]
   assert p_full.returncode == 0, out_full
@@ -58,7 +58,7 @@ def test_outputs_kill_resume_and_sigterm(tmp_path):
   assert glob.glob(str(full / "wandb" / "offline-run-*"))
   assert "kimg" in out_full and "img/s" in out_full and "ETA" in out_full
 
-  # Acceptance 4: SIGKILL at a random step; the same command resumes from the last checkpoint and ends identical.
+  # SIGKILL at a random step; the same command resumes from the last checkpoint and ends identical.
   kill_at = random.Random().randint(5, 13)
   p_kill = _popen(killed)
   reached = _wait_for_step(p_kill, killed, kill_at)
@@ -75,7 +75,7 @@ def test_outputs_kill_resume_and_sigterm(tmp_path):
   for r in rows:  # the same data order and randomness: every step's losses match too
     assert rows_killed[r["step"]]["loss_D"] == r["loss_D"], (r["step"], kill_at)
 
-  # Acceptance 5: SIGTERM saves a checkpoint at the current step and exits 0.
+  # SIGTERM saves a checkpoint at the current step and exits 0.
   p_term = _popen(termed, "--config.total_steps=100000", "--config.ckpt.every_steps=100000")
   _wait_for_step(p_term, termed, 3)
   p_term.send_signal(signal.SIGTERM)

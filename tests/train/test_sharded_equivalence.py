@@ -1,4 +1,4 @@
-"""Acceptance 3: the same 3 training steps on 1 device and on 8 (data=4 x fsdp=2, sharded parameters) agree."""
+"""The same 3 training steps on 1 device and on 8 (data=4 x fsdp=2, sharded parameters) agree."""
 
 import jax
 import numpy as np
