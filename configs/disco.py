@@ -1,13 +1,24 @@
 r"""DiscoFaceGAN: a StyleGAN2 generator of λ (identity, expression, pose, light) ‖ ε, trained with imitative and
-contrastive losses against a 3DMM render of λ (jaxface/train/disco.py; research/discofacegan.md).
+contrastive losses against a 3DMM render of λ (jaxface/train/disco.py; Deng et al., CVPR 2020).
 
 Presets (the string after the colon):
-  default       A newcomer's first run: the synthetic world at 64x64, small widths, 2 CPU cores, <= 15 minutes
-                including training the four frozen experts (priors, R-Net, identity net, parser) into
-                $JAXFACE_CACHE/experts/ on the first run (later runs reuse them).
+  default       A newcomer's first run: the synthetic world at 32x32, small widths, the CPU recipe below, 2 CPU
+                cores, <= 15 minutes including training the frozen experts (priors, R-Net, identity net) into
+                $JAXFACE_CACHE/experts/ on the first run (later runs reuse them). Stage 1 only (16 kimg, the
+                first 10 imitation alone): the contrastive stage starts after the preset's end (cpu64 runs it).
                   python -m jaxface.main --config configs/disco.py --workdir workdirs/disco
-                Leaves checkpoints/, samples/ (fake | render pairs, factor sweeps), eval/step_N.json. Faces are
-                not expected after so few images; see docs/results.md for longer runs.
+                Leaves checkpoints/, samples/ (fake | render pairs, factor sweeps), eval/step_N.json: blurred heads
+                that turn with the requested yaw (R-Net yaw error 11 deg; 7 deg at the imitation phase's end);
+                see docs/results_disco.md.
+  cpu64         The CPU reference run: 64x64, the CPU recipe, all three phases; resumable, hours on 2 cores.
+                  python -m jaxface.main --config configs/disco.py:cpu64 --workdir workdirs/disco_cpu64
+CPU recipe (default, cpu64, tiny), each departure from the released recipe measured in docs/results_disco.md:
+  λ standardised with equal energy per factor (model.lambda_norm="factor"), 2 mapping layers into a 256-wide W
+  at the full learning rate (released: raw λ, 8 layers, lr x 0.01); Adam(0.003, β1 0.5) for G; R1 every 16
+  steps (released: every step); the pixel phase compares the whole frame with the render on black (pix_mask
+  "full", at full resolution) and imitates the image difference of pose pairs (w_pix_diff); the masked pixel
+  loss stays on afterwards (w_pix_late). Every preset's render targets are shown through the world's display
+  gamma (synthetic sources), as its real images are.
   synthetic128  The synthetic world at 128x128 with StyleGAN2 widths for one GPU; experts are trained to their
   synthetic256  GPU presets first (or pass --config.experts.rnet=WORKDIR etc. for ones you trained).
                   python -m jaxface.main --config configs/disco.py:synthetic128 --workdir gs://BUCKET/disco128
@@ -31,7 +42,7 @@ import ml_collections
 
 from configs import common
 
-PRESETS = ("default", "synthetic128", "synthetic256", "ffhq256", "tiny")
+PRESETS = ("default", "cpu64", "synthetic128", "synthetic256", "ffhq256", "tiny")
 
 
 def get_config(arg=""):
@@ -41,52 +52,62 @@ def get_config(arg=""):
     raise ConfigError(f"unknown preset {args.preset!r} for configs/disco.py; use one of {', '.join(PRESETS)}.")
   preset = args.preset
   tiny = preset == "tiny"
-  small, real = preset in ("default", "tiny"), preset == "ffhq256"
-  res = args.res or {"default": 64, "synthetic128": 128, "synthetic256": 256, "ffhq256": 256, "tiny": 16}[preset]
+  small, real = preset in ("default", "cpu64", "tiny"), preset == "ffhq256"
+  cpu = small  # the CPU recipe (module docstring)
+  res = args.res or {"default": 32, "cpu64": 64, "synthetic128": 128, "synthetic256": 256, "ffhq256": 256,
+                     "tiny": 16}[preset]
 
   config = ml_collections.ConfigDict()
   config.trainer = "disco"  # jaxface/train/<trainer>.py
   config.config_file = ""  # filled in by jaxface.config with the file:arg this config came from
   config.batch_size = 8 if small else 16 if real else 32  # global batch (released: 16 at 256x256 on 4 GPUs)
-  config.total_steps = 200 if small else 20_000_000 // config.batch_size  # optimizer steps (released: ~20,000 kimg)
+  config.total_steps = {"default": 2000, "cpu64": 10_000}.get(preset, 20_000_000 // config.batch_size)  # steps
   common.mesh_and_sharding(config)
   # Frozen experts and the face model stay whole on every device (they are read, never updated).
   config.sharding_rules = [("frozen/.*", "replicate"), (".*", "fsdp")]
   config.compute_dtype = "float32" if small else "bfloat16"
   common.run_blocks(config)
-  config.ckpt.every_steps = 100 if small else 5000
-  config.log.every_steps = 10 if small else 200
-  config.log.samples_every_steps = 100 if small else 5000
+  config.ckpt.every_steps = 250 if small else 5000
+  config.log.every_steps = 25 if small else 200
+  config.log.samples_every_steps = 500 if small else 5000
 
   config.data = common.data_block(res, kind="folder" if real else "synthetic")
 
   config.model = ml_collections.ConfigDict(dict(
       resolution=res,  # output resolution (power of two)
       noise_dim=32,  # ε appended to λ (released: 32)
-      w_dim=128 if small else 512,  # W size
-      mapping_layers=4 if small else 8,  # mapping depth (released: 8, lr multiplier 0.01, no input normalization)
-      mapping_lr_mul=0.01,  # mapping learning-rate multiplier
+      w_dim=256 if cpu else 512,  # W size
+      mapping_layers=2 if cpu else 8,  # mapping depth (released: 8, lr multiplier 0.01, no input normalization)
+      mapping_lr_mul=1.0 if cpu else 0.01,  # mapping learning-rate multiplier
       channel_base=16384,  # channels at resolution r = min(channel_base // r, channel_max)
       d_channel_base=16384,  # the same for the discriminator
       channel_max=64 if small else 512,  # widest layer
       mbstd_group_size=4,  # minibatch-stddev group (released: 4)
+      # "" raw λ (released; pose is ~0.2% of the input energy and barely reaches w), "dim" standardised per
+      # dimension, "factor" standardised with equal energy per factor (train/disco_experts.lambda_stats).
+      lambda_norm="factor" if cpu else "",  # λ's transform before the mapping (see above)
   ))
 
   lr = 0.002 if res >= 256 else 0.0015 if res >= 128 else 0.001  # released per-resolution rates
-  config.optim_G = ml_collections.ConfigDict(dict(lr=lr, beta1=0.0, beta2=0.99, eps=1e-8))  # Adam for G
+  g_lr, g_beta1 = (0.003, 0.5) if cpu else (lr, 0.0)
+  config.optim_G = ml_collections.ConfigDict(dict(lr=g_lr, beta1=g_beta1, beta2=0.99, eps=1e-8))  # Adam for G
   config.optim_D = ml_collections.ConfigDict(dict(lr=lr, beta1=0.0, beta2=0.99, eps=1e-8))  # Adam for D
 
   config.schedule = ml_collections.ConfigDict(dict(
       # Pixel phase: only w_pix·masked pixel loss imitates (released: while the progressive resolution <= 32,
       # i.e. 3,000 kimg); afterwards the expert terms. Stage 2 adds the contrastive pairs (released: 15,000 kimg).
-      pix_kimg=0.8 if small else 3000.0,  # thousands of images in the pixel phase
-      stage2_kimg=1.2 if small else 15000.0,  # thousands of images before stage 2 starts
+      pix_kimg={"default": 10.0, "cpu64": 16.0}.get(preset, 3000.0),  # thousands of images in the pixel phase
+      stage2_kimg={"default": 1e9, "cpu64": 40.0}.get(preset, 15000.0),  # kimg before stage 2 starts
       pairs=2 if small else 4,  # contrastive pairs per changed factor per step (released: 2 per GPU, 8 total)
   ))
 
   config.loss = ml_collections.ConfigDict(dict(
       w_pix=20.0,  # masked pixel loss in the pixel phase
-      pix_res=32,  # resolution the pixel loss compares at (released: the progressive resolution <= 32)
+      w_pix_late=20.0 if cpu else 0.0,  # full-size masked pixel loss after the pixel phase (released: 0)
+      pix_res=res if cpu else 32,  # resolution the pixel loss compares at (released: progressive res <= 32)
+      w_pix_diff=120.0 if cpu else 0.0,  # pose pairs' image difference imitates the renders' (released: 0 = off)
+      pix_mask="full" if cpu else "face",  # pixel phase: "face" region (released) or "full" frame vs render on black
+      pixel_phase_gan=not cpu,  # adversarial loss and D updates in the pixel phase (released: yes)
       w_lm=500.0,  # landmark loss, stage 1
       w_lm_stage2=100.0,  # landmark loss, stage 2
       w_gamma=10.0,  # SH lighting re-estimated by R-Net
@@ -105,7 +126,7 @@ def get_config(arg=""):
       pose_warp=1.0,  # its warp weight
       w_id_contrast=0.0,  # beyond the released code: identity contrast on expression (and pose) pairs; 0 = off
       r1_gamma=10.0,  # R1 weight (released 10)
-      r1_interval=1,  # R1 every N steps (released: every step)
+      r1_interval=16 if cpu else 1,  # R1 every N steps (released: every step; lazy on CPU, as StyleGAN2)
       ema_kimg=1.0 if small else 10.0,  # G_ema half-life in thousands of images (released 10)
       ema_rampup=0.05 if small else 0.0,  # half-life ramp-up as a fraction of images seen (0 = off, as released)
       mirror=True,  # flip reals horizontally with probability 1/2 (released)
@@ -176,6 +197,16 @@ BOOTSTRAPS = {
             "total_steps": 100, "batch_size": 16, "optim/warmup_steps": 10, "eval/num_samples": 64,
             "log/every_steps": 25, "ckpt/every_steps": 100}),
     },
+}
+# The reference run's experts: the default's, trained longer (its R-Net also measures it).
+BOOTSTRAPS["cpu64"] = {name: (spec, dict(overrides)) for name, (spec, overrides) in BOOTSTRAPS["default"].items()}
+for _name, _extra in {"rnet": {"total_steps": 1500, "optim/warmup_steps": 50, "eval/num_samples": 256,
+                               "log/every_steps": 100, "ckpt/every_steps": 500},
+                      "idnet": {"total_steps": 600, "idnet/num_train_identities": 400, "optim/warmup_steps": 30,
+                                "eval/num_pairs": 200, "log/every_steps": 100, "ckpt/every_steps": 300},
+                      "parser": {"total_steps": 300, "log/every_steps": 50, "ckpt/every_steps": 300}}.items():
+  BOOTSTRAPS["cpu64"][_name][1].update(_extra)
+BOOTSTRAPS.update({
     "tiny": {
         "priors": ("configs/priors.py:tiny", {"total_steps": 10}),
         "rnet": ("configs/rnet.py:small,res=16", {
@@ -192,7 +223,7 @@ BOOTSTRAPS = {
         "idnet": ("configs/idnet.py:synthetic", {}),
         "parser": ("configs/parser.py:small,res={r}", {"total_steps": 20_000}),
     },
-}
+})
 
 
 def _bootstrap(preset, res):

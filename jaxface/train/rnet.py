@@ -126,7 +126,7 @@ def _render_prediction(fm, coeffs, cam, res):
   """The face model rendered from predicted coefficients, in the synthetic images' display space (gamma 1/2.2)."""
   from jaxface.render import render as render_lib
   out = render_lib.render(fm, coeffs, cam, res, window=4, capacity=max(4096, res * res // 3))
-  return jnp.clip(out["image"], 1e-4, 1.0) ** (1 / 2.2), out["mask"]
+  return render_lib.to_display(out["image"]), out["mask"]
 
 
 def train_step(config):

@@ -1,0 +1,92 @@
+"""Exported generators: a DiscoFaceGAN run's G_ema and frozen experts in one small folder, loadable without Orbax,
+the training workdir or any expert workdir.
+
+A folder holds `config.json` (the run's resolved config) and `weights.npz` (the G_ema parameters and the frozen
+pytree: priors, face model, R-Net, identity net, λ statistics; flat '/' keys, float32/int arrays, read with
+allow_pickle=False). `jaxface.Generator.load`, `python -m jaxface.generate`, `serve` and `embed` take such a folder
+wherever they take a workdir. The repository ships the CPU reference generator as `pretrained/disco_cpu64`.
+
+  python -m jaxface.pretrained --workdir W --out pretrained/NAME [--step N]     # export a run's checkpoint
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from jaxface.errors import cli
+
+WEIGHTS, CONFIG = "weights.npz", "config.json"
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
+REFERENCE = os.path.join(ROOT, "disco_cpu64")  # the bundled CPU reference generator
+
+
+def is_export(path):
+  return os.path.isfile(os.path.join(path, WEIGHTS)) and os.path.isfile(os.path.join(path, CONFIG))
+
+
+def export(workdir, out, step=None):
+  """Writes `out`/config.json and `out`/weights.npz from the newest (or given) checkpoint of a disco workdir.
+  Returns (out, step, size in bytes)."""
+  from jaxface.convert import flatten
+  from jaxface.train import rnet as rnet_lib
+  config, state, step = rnet_lib.read_checkpoint(workdir, step, trainer="disco")
+  tree = {"G_ema": state["G_ema"], "frozen": state["frozen"]}
+  flat = {k: _compact(np.asarray(v)) for k, v in flatten(_plain(tree)).items()}
+  os.makedirs(out, exist_ok=True)
+  config = dict(config.to_dict(), exported_from=dict(step=int(step)))
+  with open(os.path.join(out, CONFIG + ".tmp"), "w") as f:
+    json.dump(config, f, indent=1, sort_keys=True)
+  np.savez_compressed(os.path.join(out, "weights.tmp.npz"), **flat)
+  os.replace(os.path.join(out, "weights.tmp.npz"), os.path.join(out, WEIGHTS))
+  os.replace(os.path.join(out, CONFIG + ".tmp"), os.path.join(out, CONFIG))
+  return out, int(step), os.path.getsize(os.path.join(out, WEIGHTS))
+
+
+def read(path):
+  """(config, state {"G_ema", "frozen", "step"} as numpy, step) of an exported folder."""
+  import ml_collections
+  from jaxface.convert import unflatten
+  from jaxface.errors import CheckpointError
+  if not is_export(path):
+    raise CheckpointError(f"{path!r} is not an exported generator (it needs {CONFIG} and {WEIGHTS}); pass a "
+                          f"training workdir or a folder written by `python -m jaxface.pretrained`.")
+  with open(os.path.join(path, CONFIG)) as f:
+    raw = json.load(f)
+  step = int(raw.pop("exported_from", {}).get("step", 0))
+  with np.load(os.path.join(path, WEIGHTS), allow_pickle=False) as z:
+    tree = unflatten({k: np.asarray(z[k], np.float32) if z[k].dtype == np.float16 else z[k] for k in z.files})
+  tree["step"] = np.asarray(step, np.int32)
+  return ml_collections.ConfigDict(raw), tree, step
+
+
+def _plain(tree):
+  """Nested dicts of arrays (the face model's dataclass, if restored as one, as its fields)."""
+  if isinstance(tree, dict):
+    return {k: _plain(v) for k, v in tree.items()}
+  if hasattr(tree, "__dataclass_fields__"):
+    return {k: _plain(getattr(tree, k)) for k in tree.__dataclass_fields__}
+  return tree
+
+
+def _compact(a):
+  """float64 leaves (none are needed at that precision) stored as float32."""
+  return a.astype(np.float32) if a.dtype == np.float64 else a
+
+
+@cli
+def main(argv=None):
+  from jaxface import cli as cli_lib
+  parser = cli_lib.parser("jaxface.pretrained", description=__doc__)
+  parser.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
+  parser.add_argument("--out", required=True, help="folder to write config.json and weights.npz into")
+  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
+  args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+  out, step, size = export(args.workdir, args.out, args.step)
+  print(f"exported step {step} of {args.workdir} to {out} ({size / 2 ** 20:.1f} MiB)")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,120 @@
+"""The pieces of the DiscoFaceGAN recipe that carry the imitation signal, each against an independent reference:
+render targets in the reals' display space, λ standardised before the mapping, and exported generators that
+reproduce their workdir exactly."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import ROOT
+
+TINY = "configs/disco.py:tiny"
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_disco):
+  """The tiny preset's config with the session's bootstrapped experts, and its frozen pytree."""
+  old = os.environ.get("JAXFACE_CACHE")
+  os.environ["JAXFACE_CACHE"] = str(tiny_disco["root"] / "cache")
+  try:
+    from jaxface import config as config_lib
+    from jaxface.train import disco
+    config = disco.prepare(config_lib.build(os.path.join(ROOT, TINY), [("wandb.mode", "disabled")]))
+    frozen = jax.tree.map(jnp.asarray, disco.constants(config)["frozen"])
+  finally:
+    if old is None:
+      os.environ.pop("JAXFACE_CACHE")
+    else:
+      os.environ["JAXFACE_CACHE"] = old
+  return config, frozen
+
+
+def test_render_targets_are_in_the_worlds_display_space(prepared):
+  """Synthetic world reals are linear shading through gamma 1/2.2: the imitation targets must be too (numpy
+  reference on the raw linear render), and black outside the face."""
+  from jaxface.render import render as render_lib
+  from jaxface.train import disco
+  from jaxface.train import disco_experts as dx
+  config, frozen = prepared
+  experts = dx.functions(config)
+  blocks = experts.decode(frozen, disco.sample_z(experts, jax.random.key(3), 4))
+  res = config.model.resolution
+  raw = jax.vmap(lambda c: render_lib.render(frozen["face"], c, experts.camera(res), res))(dx.full_coeffs(blocks))
+  got = np.asarray(disco.render_targets(experts, frozen, blocks, res)["image"])
+  linear, inside = np.asarray(raw["image"], np.float64), np.asarray(raw["mask"])[..., None] > 0
+  want = np.where(inside, np.clip(linear, 1e-4, 1.0) ** (1 / 2.2), 0.0)
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  assert inside.any() and (got[np.broadcast_to(inside, got.shape)] > linear[np.broadcast_to(inside, got.shape)]
+                           - 1e-6).all()  # gamma brightens mid-tones
+  assert experts.display(jnp.asarray(0.25)) == pytest.approx(0.25 ** (1 / 2.2), rel=1e-6)
+
+
+def test_lambda_is_standardised_before_the_mapping(prepared):
+  """With model.lambda_norm the generator sees every λ dimension at zero mean and unit spread (a fresh sample of
+  the priors, not the one the statistics came from); ε passes unchanged. Without statistics, λ is raw."""
+  from jaxface.train import disco
+  from jaxface.train import disco_experts as dx
+  config, frozen = prepared
+  assert config.model.lambda_norm and "lambda_stats" in frozen
+  experts = dx.functions(config)
+  lam = dx.flat_lambda(experts.decode(frozen, disco.sample_z(experts, jax.random.key(99), 8192)))
+  eps = jax.random.normal(jax.random.key(5), (8192, config.model.noise_dim))
+  x = np.asarray(dx.generator_input(frozen, lam, eps))
+  n = lam.shape[1]
+  spread = np.asarray(lam).std(0) > 1e-5  # dimensions the prior actually varies
+  np.testing.assert_allclose(x[:, :n].mean(0), 0.0, atol=0.1)
+  np.testing.assert_allclose(x[:, :n].std(0)[spread], 1.0, atol=0.1)
+  np.testing.assert_array_equal(x[:, n:], np.asarray(eps))
+  # "factor": every factor (identity = id + tex, expression, pose, light) carries the same total variance.
+  assert config.model.lambda_norm == "factor"
+  blocks = experts.decode(frozen, disco.sample_z(experts, jax.random.key(1), 2))
+  sizes = [blocks["id"].shape[1] + blocks["tex"].shape[1]] + [blocks[b].shape[1] for b in ("exp", "angle", "gamma")]
+  bounds = np.cumsum([0] + sizes)
+  energy = [float(np.asarray(x[:, a:b]).var(0).sum()) for a, b in zip(bounds[:-1], bounds[1:])]
+  np.testing.assert_allclose(energy, n / 4, rtol=0.1)
+  raw = dx.generator_input({k: v for k, v in frozen.items() if k != "lambda_stats"}, lam, eps)
+  np.testing.assert_array_equal(np.asarray(raw[:, :n]), np.asarray(lam))
+
+
+def test_pose_difference_loss_matches_a_numpy_reference():
+  """mean over the A/B pairs' pixels of ||(fake_A - fake_B) - (render_A - render_B)||; no gradient to renders."""
+  from jaxface.train import disco
+  rng = np.random.default_rng(0)
+  fake, render = rng.normal(size=(6, 5, 5, 3)), rng.normal(size=(6, 5, 5, 3))
+  d = (fake[:3] - fake[3:]) - (render[:3] - render[3:])
+  want = np.mean(np.sqrt(np.sum(d ** 2, -1) + 1e-8))
+  got = disco.pose_difference_loss(jnp.asarray(fake, jnp.float32), jnp.asarray(render, jnp.float32))
+  assert float(got) == pytest.approx(want, rel=1e-5)
+  # What A and B share cancels: the same offset added to both halves changes nothing.
+  shifted = fake + np.concatenate([np.ones((3, 5, 5, 3)), np.ones((3, 5, 5, 3))]) * 0.7
+  assert float(disco.pose_difference_loss(jnp.asarray(shifted, jnp.float32), jnp.asarray(render, jnp.float32))) \
+      == pytest.approx(want, rel=1e-5)
+  g = jax.grad(lambda r: disco.pose_difference_loss(jnp.asarray(fake, jnp.float32), r))(jnp.asarray(render,
+                                                                                                    jnp.float32))
+  assert float(jnp.abs(g).max()) == 0.0
+
+
+def test_exported_generator_matches_its_workdir(tiny_disco, tmp_path):
+  """`python -m jaxface.pretrained` writes config.json + weights.npz; Generator.load of that folder gives the
+  workdir's images bit for bit, with no Orbax checkpoint and no expert workdir."""
+  import subprocess
+  import sys
+  import jaxface
+  out = tmp_path / "export"
+  proc = subprocess.run([sys.executable, "-m", "jaxface.pretrained", "--workdir", str(tiny_disco["workdir"]),
+                         "--out", str(out)], cwd=ROOT, env=tiny_disco["env"], capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert sorted(os.listdir(out)) == ["config.json", "weights.npz"]
+  a = jaxface.Generator.load(str(tiny_disco["workdir"]))
+  b = jaxface.Generator.load(str(out))
+  assert b.step == a.step
+  np.testing.assert_array_equal(b.sample(identity=2, pose=[0, 25, 0], n=2), a.sample(identity=2, pose=[0, 25, 0],
+                                                                                     n=2))
+  bad = subprocess.run([sys.executable, "-m", "jaxface.pretrained", "--workdir", str(tmp_path / "nothing"),
+                        "--out", str(tmp_path / "x")], cwd=ROOT, env=tiny_disco["env"], capture_output=True,
+                       text=True, timeout=300)
+  assert bad.returncode == 2 and "config.json" in bad.stderr and "Traceback" not in bad.stderr
