@@ -57,7 +57,8 @@ def test_edit_is_the_mapping_offset_between_new_and_old_coefficients(gen):
   new["angle"][:, 1] += np.deg2rad(20.0)
   lam = lambda b: jnp.concatenate([jnp.asarray(b[k]) for k in ("id", "tex", "exp", "angle", "gamma")], -1)
   eps = jax.random.normal(jax.random.key(10_007), (1, gen.noise_dim)).repeat(2, 0)  # the seed-0 ε of gen.ws
-  phi = lambda b: gen.G.apply({"params": gen.params}, jnp.concatenate([lam(b), eps], -1), method="map")
+  from jaxface.train import disco_experts as dx
+  phi = lambda b: gen.G.apply({"params": gen.params}, dx.generator_input(gen.frozen, lam(b), eps), method="map")
   want = ws + np.asarray(phi(new) - phi(old))[:, None]
   np.testing.assert_allclose(np.asarray(embed.edit_ws(gen, ws, old, new)), want, atol=1e-4)
 
