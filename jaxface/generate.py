@@ -338,7 +338,7 @@ def write_sweep(gen, path, vary, settings=(), seed=0, rows=4, psi=None):
   key, values = vary
   picture = grid_lib.labelled_grid(sweep(gen, vary, settings, seed, rows, psi),
                                    rows=[f"identity {seed + r}" for r in range(rows)],
-                                   cols=[f"{key}={v:g}" for v in values], corner=f"identity \\ {key}")
+                                   cols=[f"{key}={v:.3g}" for v in values], corner=f"identity \\ {key}")
   return grid_lib.save(path, picture)
 
 

@@ -62,14 +62,18 @@ def test_lambda_is_standardised_before_the_mapping(prepared):
   experts = dx.functions(config)
   lam = dx.flat_lambda(experts.decode(frozen, disco.sample_z(experts, jax.random.key(99), 8192)))
   eps = jax.random.normal(jax.random.key(5), (8192, config.model.noise_dim))
-  x = np.asarray(dx.generator_input(frozen, lam, eps))
   n = lam.shape[1]
   spread = np.asarray(lam).std(0) > 1e-5  # dimensions the prior actually varies
+  by_dim = dict(frozen, lambda_stats=jax.tree.map(jnp.asarray, dx.lambda_stats(config, frozen, "dim")))
+  x = np.asarray(dx.generator_input(by_dim, lam, eps))
   np.testing.assert_allclose(x[:, :n].mean(0), 0.0, atol=0.1)
   np.testing.assert_allclose(x[:, :n].std(0)[spread], 1.0, atol=0.1)
   np.testing.assert_array_equal(x[:, n:], np.asarray(eps))
-  # "factor": every factor (identity = id + tex, expression, pose, light) carries the same total variance.
+  # "factor" (the preset's): every factor (identity = id + tex, expression, pose, light) carries the same total
+  # variance.
   assert config.model.lambda_norm == "factor"
+  x = np.asarray(dx.generator_input(frozen, lam, eps))
+  np.testing.assert_allclose(x[:, :n].mean(0), 0.0, atol=0.1)
   blocks = experts.decode(frozen, disco.sample_z(experts, jax.random.key(1), 2))
   sizes = [blocks["id"].shape[1] + blocks["tex"].shape[1]] + [blocks[b].shape[1] for b in ("exp", "angle", "gamma")]
   bounds = np.cumsum([0] + sizes)
