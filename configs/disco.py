@@ -8,7 +8,8 @@ Presets (the string after the colon):
                 first 10 imitation alone): the contrastive stage starts after the preset's end (cpu64 runs it).
                   python -m jaxface.main --config configs/disco.py --workdir workdirs/disco
                 Leaves checkpoints/, samples/ (fake | render pairs, factor sweeps), eval/step_N.json: blurred heads
-                that turn with the requested yaw (R-Net yaw error 11 deg; 7 deg at the imitation phase's end);
+                that turn with the requested yaw (R-Net yaw error 6.5 deg median, where a frontal-only generator
+                scores 13-16);
                 see docs/results_disco.md.
   cpu64         The CPU reference run: 64x64, the CPU recipe, all three phases; resumable, hours on 2 cores.
                   python -m jaxface.main --config configs/disco.py:cpu64 --workdir workdirs/disco_cpu64
@@ -16,9 +17,11 @@ CPU recipe (default, cpu64, tiny), each departure from the released recipe measu
   λ standardised with equal energy per factor (model.lambda_norm="factor"), 2 mapping layers into a 256-wide W
   at the full learning rate (released: raw λ, 8 layers, lr x 0.01); Adam(0.003, β1 0.5) for G; R1 every 16
   steps (released: every step); the pixel phase compares the whole frame with the render on black (pix_mask
-  "full", at full resolution) and imitates the image difference of pose pairs (w_pix_diff); the masked pixel
-  loss stays on afterwards (w_pix_late). Every preset's render targets are shown through the world's display
+  "full", at full resolution) and imitates the image difference of pose pairs (w_pix_diff) with D at rest
+  (pixel_phase_gan); afterwards the masked pixel loss stays on (w_pix_late) and the landmark loss weighs 10x
+  the released (w_lm 5000, 1000 in stage 2). Every preset's render targets are shown through the world's display
   gamma (synthetic sources), as its real images are.
+GPU and real-data presets:
   synthetic128  The synthetic world at 128x128 with StyleGAN2 widths for one GPU; experts are trained to their
   synthetic256  GPU presets first (or pass --config.experts.rnet=WORKDIR etc. for ones you trained).
                   python -m jaxface.main --config configs/disco.py:synthetic128 --workdir gs://BUCKET/disco128
@@ -108,8 +111,8 @@ def get_config(arg=""):
       w_pix_diff=120.0 if cpu else 0.0,  # pose pairs' image difference imitates the renders' (released: 0 = off)
       pix_mask="full" if cpu else "face",  # pixel phase: "face" region (released) or "full" frame vs render on black
       pixel_phase_gan=not cpu,  # adversarial loss and D updates in the pixel phase (released: yes)
-      w_lm=500.0,  # landmark loss, stage 1
-      w_lm_stage2=100.0,  # landmark loss, stage 2
+      w_lm=5000.0 if cpu else 500.0,  # landmark loss, stage 1 (released 500; the CPU recipe leans on it x10)
+      w_lm_stage2=1000.0 if cpu else 100.0,  # landmark loss, stage 2 (released 100)
       w_gamma=10.0,  # SH lighting re-estimated by R-Net
       w_id=3.0,  # identity: masked fake vs render, 1 - cos clipped below at id_clip
       # 1 - cos is clipped below at this (released 0.3 for FaceNet: "need clip! IMPORTANT"). The synthetic identity
