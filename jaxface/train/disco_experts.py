@@ -114,6 +114,11 @@ def trained_bootstrap(cfg, name, spec, log=print):
 
   from jaxface import assets
   assets.build_once(f"experts-{name}-{key}", lambda: _finished(workdir, cfg.total_steps), train)
+  if not _finished(workdir, cfg.total_steps):
+    # A SIGTERM during the bootstrap saves its checkpoint and ends that training early; an expert cut short must
+    # not be trained against (or measure anything) as if it were finished.
+    raise ConfigError(f"the {name} expert's bootstrap in {workdir} stopped before its {cfg.total_steps} steps "
+                      f"(interrupted); rerun the same command to resume it from its last checkpoint.")
   return workdir
 
 

@@ -122,3 +122,31 @@ def test_exported_generator_matches_its_workdir(tiny_disco, tmp_path):
                         "--out", str(tmp_path / "x")], cwd=ROOT, env=tiny_disco["env"], capture_output=True,
                        text=True, timeout=300)
   assert bad.returncode == 2 and "config.json" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_an_interrupted_expert_bootstrap_stops_the_run(tmp_path, monkeypatch):
+  """A SIGTERM inside an expert's bootstrap ends that training early with a checkpoint (the loop's preemption
+  path); the generator run must stop with a clear error instead of training against an expert cut short, and a
+  finished bootstrap is taken as is."""
+  from jaxface import config as config_lib
+  from jaxface.errors import ConfigError
+  from jaxface.train import disco_experts as dx
+  from jaxface.train import loop
+  monkeypatch.setenv("JAXFACE_CACHE", str(tmp_path / "cache"))
+  config = config_lib.build(os.path.join(ROOT, TINY), [("wandb.mode", "disabled")])
+  cfg = dx.bootstrap_config(config, "rnet")
+
+  def preempted(cfg, workdir):  # what a SIGTERM at step 1 leaves: config.json and checkpoint 1
+    os.makedirs(os.path.join(workdir, "checkpoints", "1"))
+    open(os.path.join(workdir, "config.json"), "w").write("{}")
+
+  monkeypatch.setattr(loop, "train", preempted)
+  with pytest.raises(ConfigError, match="rnet expert's bootstrap .* stopped before its 2 steps"):
+    dx.trained_bootstrap(cfg, "rnet", "configs/rnet.py:small")
+
+  def finishes(cfg, workdir):
+    os.makedirs(os.path.join(workdir, "checkpoints", str(cfg.total_steps)))
+
+  monkeypatch.setattr(loop, "train", finishes)
+  workdir = dx.trained_bootstrap(cfg, "rnet", "configs/rnet.py:small")
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", str(cfg.total_steps)))
