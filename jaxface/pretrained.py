@@ -56,7 +56,7 @@ def read(path):
     raw = json.load(f)
   step = int(raw.pop("exported_from", {}).get("step", 0))
   with np.load(os.path.join(path, WEIGHTS), allow_pickle=False) as z:
-    tree = unflatten({k: np.asarray(z[k], np.float32) if z[k].dtype == np.float16 else z[k] for k in z.files})
+    tree = unflatten({k: z[k] for k in z.files})
   tree["step"] = np.asarray(step, np.int32)
   return ml_collections.ConfigDict(raw), tree, step
 

@@ -181,9 +181,12 @@ def test_asset_hints_name_real_config_keys():
   from jaxface import assets
   from jaxface import config as config_lib
   config = config_lib.build(os.path.join(ROOT, "configs", "disco.py"))
-  for asset in assets.ASSETS.values():
-    if asset.kind == "user":
-      config_lib.override(config, asset.spec, "/some/file")  # an unknown key would raise ConfigError
+  specs = [asset.spec for asset in assets.ASSETS.values() if asset.kind == "user"]
+  assert specs, "no user-supplied asset to check"
+  for spec in specs:
+    config_lib.override(config, spec, "/some/file")  # an unknown key would raise ConfigError
+    group, field = spec.split(".")
+    assert config[group][field] == "/some/file", spec  # the hint's key is the one the run reads
 
 
 # ------------------------------------------------------------------------------------------------- grids and progress
