@@ -1,6 +1,6 @@
 """Embed real photos into a trained DiscoFaceGAN and edit them: `python -m jaxface.embed`.
 
-  python -m jaxface.embed --workdir W --image photo.jpg [--image other.png ...] --out out.png
+  python -m jaxface.embed [--workdir W] --image photo.jpg [--image other.png ...] --out out.png
                           [--set yaw=20,smile_l=0.8] [--set d_yaw=-20] [--steps 600] [--latent old.npz]
 
 Each photo is detected and 5-point aligned to the generator's framing, its coefficients are estimated with
@@ -36,7 +36,9 @@ def parse_settings(text):
 def parse_args(argv):
   from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.embed", description=__doc__)
-  p.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
+  p.add_argument("--workdir", default=None,
+                 help="a configs/disco.py training workdir or an exported folder (default: the bundled reference "
+                      "generator, pretrained/disco_cpu64)")
   p.add_argument("--image", action="append", default=[], help="photo file (repeat for several)")
   p.add_argument("--latent", default=None, help="reuse an embedding .npz written by an earlier run")
   p.add_argument("--out", required=True, help="PNG path of the result grid")

@@ -1,7 +1,8 @@
 """Controllable generation from a trained DiscoFaceGAN workdir: a Python API and a factor-sweep CLI.
 
   from jaxface import Generator
-  g = Generator.load("workdirs/disco")
+  g = Generator.load()                       # the bundled reference generator (pretrained/disco_cpu64)
+  g = Generator.load("workdirs/disco")       # or a training workdir / exported folder of your own
   images = g.sample(identity=3, expression=0, pose=[0, 30, 0], lighting=5)     # uint8 [1, R, R, 3]
 
 Each factor is an int seed (its z is drawn from N(0, I) with that seed and decoded by the frozen prior) or
@@ -11,7 +12,7 @@ values are exact requests (z magnitudes carry no meaning of their own; λ is phy
 Generation uses the attribute-preserving truncation (identity part of w pulled toward the mean identity on
 the first layers; ψ = config.truncation.psi, 1 = off).
 
-  python -m jaxface.generate --workdir W --out grid.png [--seed S] [--rows 4] [--vary yaw=-40:40:9]
+  python -m jaxface.generate [--workdir W] --out grid.png [--seed S] [--rows 4] [--vary yaw=-40:40:9]
                              [--set pitch=10,expression=3,smile_l=0.8] [--psi 0.7] [--step N]
 --vary/--set keys: yaw, pitch, roll (degrees), identity, expression, lighting, noise (seeds; a --vary range of
 seeds is start:stop[:count]), and, on the synthetic face model, a named expression unit (smile_l, jaw_open,
@@ -27,7 +28,7 @@ import sys
 import numpy as np
 
 from jaxface.cli import lazy_import
-from jaxface.errors import ConfigError, UserError, cli
+from jaxface.errors import CheckpointError, ConfigError, UserError, cli
 
 jax = lazy_import("jax")  # imported on first use: `--help` and argument mistakes answer without loading JAX
 jnp = lazy_import("jax.numpy")
@@ -77,7 +78,11 @@ class Generator:
     """The newest (or given) checkpoint of a `configs/disco.py` training in `workdir`, or an exported folder
     (`jaxface.pretrained`); no argument: the bundled CPU reference generator (pretrained/disco_cpu64)."""
     from jaxface import pretrained
-    workdir = pretrained.REFERENCE if workdir is None else workdir
+    if workdir is None:
+      if not pretrained.is_export(pretrained.REFERENCE):
+        raise CheckpointError(f"the bundled reference generator is missing from {pretrained.REFERENCE!r} (a "
+                              f"checkout without pretrained/?); pass a training workdir or an exported folder.")
+      workdir = pretrained.REFERENCE
     if pretrained.is_export(workdir):
       config, state, step = pretrained.read(workdir)
     else:
@@ -347,7 +352,9 @@ def write_sweep(gen, path, vary, settings=(), seed=0, rows=4, psi=None):
 def parse_args(argv):
   from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.generate", description=__doc__)
-  p.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
+  p.add_argument("--workdir", default=None,
+                 help="a configs/disco.py training workdir or an exported folder (default: the bundled reference "
+                      "generator, pretrained/disco_cpu64)")
   p.add_argument("--out", required=True, help="PNG path of the grid")
   p.add_argument("--seed", type=int, default=0, help="first identity seed (rows are seed, seed+1, ...)")
   p.add_argument("--rows", type=int, default=4, help=f"identities (rows), 1 to {MAX_COLUMNS}")

@@ -2,8 +2,12 @@
 the training workdir or any expert workdir.
 
 A folder holds `config.json` (the run's resolved config) and `weights.npz` (the G_ema parameters and the frozen
-pytree: priors, face model, R-Net, identity net, λ statistics; flat '/' keys, float32/int arrays, read with
-allow_pickle=False). `jaxface.Generator.load`, `python -m jaxface.generate`, `serve` and `embed` take such a folder
+pytree: priors, face model, R-Net, identity net, λ statistics; flat '/' keys, read with allow_pickle=False).
+G_ema, the face model and every small array are stored exactly (float32). The experts' large kernels (QUANTIZED)
+are stored as int8 with one float32 scale per output channel (their last axis): a ResNet-18 identity net alone is
+43 MiB in float32, and int8 keeps the bundled generator under 20 MB while the experts' read-outs move by far less
+than their own errors (tests/train/test_disco_recipe.py measures it). The face parser only serves training's
+stage 2 and is left out. `jaxface.Generator.load`, `python -m jaxface.generate`, `serve` and `embed` take such a folder
 wherever they take a workdir. The repository ships the CPU reference generator as `pretrained/disco_cpu64`.
 
   python -m jaxface.pretrained --workdir W --out pretrained/NAME [--step N]     # export a run's checkpoint
@@ -20,6 +24,10 @@ from jaxface.errors import cli
 WEIGHTS, CONFIG = "weights.npz", "config.json"
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
 REFERENCE = os.path.join(ROOT, "disco_cpu64")  # the bundled CPU reference generator
+QUANTIZED = ("frozen/idnet/", "frozen/rnet/", "frozen/priors/")  # kernels of these, with >= QUANT_MIN entries
+QUANT_MIN = 1 << 14
+LEFT_OUT = ("frozen/parser/",)  # training-only experts
+Q8, SCALE = ".q8", ".scale"  # key suffixes of a quantized kernel's int8 values and its per-channel scales
 
 
 def is_export(path):
@@ -33,7 +41,10 @@ def export(workdir, out, step=None):
   from jaxface.train import rnet as rnet_lib
   config, state, step = rnet_lib.read_checkpoint(workdir, step, trainer="disco")
   tree = {"G_ema": state["G_ema"], "frozen": state["frozen"]}
-  flat = {k: _compact(np.asarray(v)) for k, v in flatten(_plain(tree)).items()}
+  flat = {}
+  for k, v in flatten(_plain(tree)).items():
+    if not k.startswith(LEFT_OUT):
+      flat.update(_stored(k, _compact(np.asarray(v))))
   os.makedirs(out, exist_ok=True)
   config = dict(config.to_dict(), exported_from=dict(step=int(step)))
   with open(os.path.join(out, CONFIG + ".tmp"), "w") as f:
@@ -56,7 +67,7 @@ def read(path):
     raw = json.load(f)
   step = int(raw.pop("exported_from", {}).get("step", 0))
   with np.load(os.path.join(path, WEIGHTS), allow_pickle=False) as z:
-    tree = unflatten({k: z[k] for k in z.files})
+    tree = unflatten(_restored({k: z[k] for k in z.files}))
   tree["step"] = np.asarray(step, np.int32)
   return ml_collections.ConfigDict(raw), tree, step
 
@@ -68,6 +79,33 @@ def _plain(tree):
   if hasattr(tree, "__dataclass_fields__"):
     return {k: _plain(getattr(tree, k)) for k in tree.__dataclass_fields__}
   return tree
+
+
+def quantize(a):
+  """Symmetric int8 with one scale per output channel (last axis): (int8 values, float32 scales)."""
+  scale = np.abs(a).reshape(-1, a.shape[-1]).max(0) / 127.0
+  scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+  return np.clip(np.round(a / scale), -127, 127).astype(np.int8), scale
+
+
+def dequantize(q, scale):
+  return q.astype(np.float32) * scale
+
+
+def _stored(key, a):
+  if key.startswith(QUANTIZED) and a.dtype == np.float32 and a.ndim >= 2 and a.size >= QUANT_MIN:
+    q, scale = quantize(a)
+    return {key + Q8: q, key + SCALE: scale}
+  return {key: a}
+
+
+def _restored(flat):
+  out = {k: v for k, v in flat.items() if not k.endswith((Q8, SCALE))}
+  for k in flat:
+    if k.endswith(Q8):
+      base = k[:-len(Q8)]
+      out[base] = dequantize(flat[k], flat[base + SCALE])
+  return out
 
 
 def _compact(a):

@@ -1,6 +1,6 @@
 """A local web page to edit faces with a trained DiscoFaceGAN: sliders for pose, expression, light and truncation.
 
-  python -m jaxface.serve --workdir W [--host 127.0.0.1] [--port 8765] [--max-upload-mb 8] [--embed-steps 100]
+  python -m jaxface.serve [--workdir W] [--host 127.0.0.1] [--port 8765] [--max-upload-mb 8] [--embed-steps 100]
 
 then open http://127.0.0.1:8765/. Pick an identity (a seed, or upload a photo: it is aligned, R-Net estimates its
 coefficients and its w+ is optimized, see jaxface/edit/embed.py), and move the sliders: the image follows
@@ -233,7 +233,9 @@ def start_background(editor, host="127.0.0.1", port=0, max_upload_mb=8.0, quiet=
 def parse_args(argv):
   p = argparse.ArgumentParser(prog="python -m jaxface.serve", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
+  p.add_argument("--workdir", default=None,
+                 help="a configs/disco.py training workdir or an exported folder (default: the bundled reference "
+                      "generator, pretrained/disco_cpu64)")
   p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
   p.add_argument("--port", type=int, default=8765, help="port (0: any free one)")
   p.add_argument("--max-upload-mb", type=float, default=8.0, help="largest photo upload accepted")

@@ -1,6 +1,6 @@
 """The pieces of the DiscoFaceGAN recipe that carry the imitation signal, each against an independent reference:
 render targets in the reals' display space, λ standardised before the mapping, and exported generators that
-reproduce their workdir exactly."""
+reproduce their workdir (exactly for G, within a measured tolerance for the int8-stored experts)."""
 
 import os
 
@@ -118,10 +118,54 @@ def test_exported_generator_matches_its_workdir(tiny_disco, tmp_path):
   assert b.step == a.step
   np.testing.assert_array_equal(b.sample(identity=2, pose=[0, 25, 0], n=2), a.sample(identity=2, pose=[0, 25, 0],
                                                                                      n=2))
+  assert not any(k.startswith("frozen/parser/") for k in np.load(out / "weights.npz").files)
   bad = subprocess.run([sys.executable, "-m", "jaxface.pretrained", "--workdir", str(tmp_path / "nothing"),
                         "--out", str(tmp_path / "x")], cwd=ROOT, env=tiny_disco["env"], capture_output=True,
                        text=True, timeout=300)
   assert bad.returncode == 2 and "config.json" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_int8_kernels_against_a_numpy_reference():
+  """Per-output-channel symmetric int8: every entry within half a step of its channel's scale, the channel's
+  largest magnitude exact, an all-zero channel stays zero."""
+  from jaxface import pretrained
+  rng = np.random.default_rng(0)
+  a = (rng.normal(size=(3, 3, 8, 5)) * np.array([1e-3, 0.1, 1.0, 30.0, 0.0])).astype(np.float32)
+  q, scale = pretrained.quantize(a)
+  assert q.dtype == np.int8 and scale.shape == (5,) and np.abs(q).max() <= 127
+  want_scale = np.abs(a).reshape(-1, 5).max(0) / 127.0
+  np.testing.assert_allclose(scale[:4], want_scale[:4], rtol=1e-6)
+  back = pretrained.dequantize(q, scale)
+  assert np.all(np.abs(back - a) <= scale / 2 * (1 + 1e-5) + 1e-12)
+  np.testing.assert_allclose(np.abs(back).reshape(-1, 5).max(0)[:4], np.abs(a).reshape(-1, 5).max(0)[:4],
+                             rtol=1e-6)
+  assert np.all(back[..., 4] == 0)
+
+
+def test_int8_experts_read_what_float32_reads(tiny_disco, tmp_path, monkeypatch):
+  """With every expert kernel stored int8 (threshold lowered so the tiny experts have some), G is still exact
+  for explicit λ, and R-Net's angles and the identity embedding of the same images barely move."""
+  import jaxface
+  from jaxface import pretrained
+  monkeypatch.setattr(pretrained, "QUANT_MIN", 64)
+  out = tmp_path / "export_q8"
+  pretrained.export(str(tiny_disco["workdir"]), str(out))
+  stored = np.load(out / "weights.npz").files
+  assert any(k.startswith("frozen/rnet/") and k.endswith(pretrained.Q8) for k in stored)
+  assert any(k.startswith("frozen/idnet/") and k.endswith(pretrained.Q8) for k in stored)
+  assert not any(k.startswith("G_ema/") and k.endswith(pretrained.Q8) for k in stored)
+  a = jaxface.Generator.load(str(tiny_disco["workdir"]))
+  b = jaxface.Generator.load(str(out))
+  blocks = a.random_blocks(5, 4)
+  img_a, img_b = np.asarray(a.generate(blocks, 1, psi=1.0)), np.asarray(b.generate(blocks, 1, psi=1.0))
+  np.testing.assert_array_equal(img_b, img_a)
+  x = jnp.asarray(img_a)
+  ang_a = np.rad2deg(np.asarray(a.experts.recon(a.frozen, x)["coeffs"]["angle"]))
+  ang_b = np.rad2deg(np.asarray(b.experts.recon(b.frozen, x)["coeffs"]["angle"]))
+  assert np.abs(ang_b - ang_a).max() < 1.0, np.abs(ang_b - ang_a).max()
+  assert not np.allclose(ang_b, ang_a, atol=0, rtol=0)  # the int8 path was taken
+  cos = np.sum(np.asarray(a.experts.identity(a.frozen, x)) * np.asarray(b.experts.identity(b.frozen, x)), -1)
+  assert cos.min() > 0.99, cos
 
 
 def test_an_interrupted_expert_bootstrap_stops_the_run(tmp_path, monkeypatch):
