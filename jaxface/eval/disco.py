@@ -16,7 +16,7 @@ identity net embeds), on G_ema without truncation unless config.eval says otherw
   FID         Inception pool3 (jaxface.assets "fid_inception") of eval.fid_samples fakes vs as many reals.
 `evaluate(config, state, workdir)` runs them all, writes factor-sweep grids to workdir/samples/ and returns one
 dict (the loop writes it to workdir/eval/step_N.json).
-  python -m jaxface.eval.disco --workdir W [--step N]      # re-score a checkpoint
+  python -m jaxface.eval.disco --workdir W [--step N] [--groups G] [--samples N]     # re-score a checkpoint
 """
 
 import json
@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxface.cli import lazy_import
 from jaxface.errors import UserError, cli
-from jaxface.eval.disentangle import FACTORS, ds_from_spreads, spreads as _spreads
+from jaxface.eval.disentangle import FACTORS, ds_from_spreads, ds_interval, group_spreads, spreads as _spreads
 from jaxface.eval.fid import frechet_distance
 
 jax = lazy_import("jax")  # imported on first use: `--help` and argument mistakes answer without loading JAX
@@ -119,7 +119,8 @@ def identity_consistency(gen, measure, n, psi, seed=202):
 
 
 def generated_groups(gen, measure, groups, size, psi, seed=303):
-  """{factor: {attr: σ}}: for each factor, `groups` groups of `size` fakes in which only that factor varies."""
+  """{factor: {attr: [groups] σ}}: for each factor, `groups` groups of `size` fakes in which only that factor
+  varies, each group's spread."""
   spreads = {}
   for fi, factor in enumerate(FACTORS):
     base, noise = _draw(gen, seed + fi, groups)
@@ -127,7 +128,7 @@ def generated_groups(gen, measure, groups, size, psi, seed=303):
     new = gen.factor_blocks(factor, seed + 100 + fi, groups * size)
     rows.update(new)
     images = _generate(gen, rows, np.repeat(noise, size, 0), psi)
-    spreads[factor] = _spreads(measure.attributes(images), groups, size)
+    spreads[factor] = group_spreads(measure.attributes(images), groups, size)
   return spreads
 
 
@@ -262,7 +263,8 @@ def evaluate_generator(gen, workdir=None):
   bar.update()
   out["identity"] = identity_consistency(gen, measure, int(e.control_samples), psi)
   bar.update()
-  spreads = generated_groups(gen, measure, int(e.groups), int(e.group_size), psi)
+  per_group = generated_groups(gen, measure, int(e.groups), int(e.group_size), psi)
+  spreads = {f: {a: float(v.mean()) for a, v in attrs.items()} for f, attrs in per_group.items()}
   bar.update()
   if config.data.kind == "synthetic":
     ref = real_references(config, measure, int(e.groups), int(e.group_size),
@@ -272,11 +274,13 @@ def evaluate_generator(gen, workdir=None):
     out["identity_ratio"] = out["identity"]["mean_same_identity"] / ref["identity_real"]["mean_same_identity"]
     real_spread = ref["real_spread"]
     out["disentanglement"] = ds_from_spreads(spreads, real_spread)
+    out["disentanglement"]["ds_mean_interval90"] = ds_interval(per_group, real_spread)
     out["disentanglement_real"] = ds_from_spreads(ref["real_group_spreads"], real_spread)
   else:
     imgs = _real_images(config, int(e.groups) * int(e.group_size))
     real_spread = _spreads(measure.attributes(imgs), int(e.groups), int(e.group_size))
     out["disentanglement"] = ds_from_spreads(spreads, real_spread)
+    out["disentanglement"]["ds_mean_interval90"] = ds_interval(per_group, real_spread)
   bar.update()
   out["spreads"] = spreads
   if int(e.fid_samples) > 0:
@@ -340,7 +344,10 @@ def summarize(r):
     lines.append(f"  vs real same-identity {r['identity_real']['mean_same_identity']:.3f}: ratio "
                  f"{r['identity_ratio']:.3f}")
   d = r["disentanglement"]
-  lines.append("  DS: " + ", ".join(f"{k} {v:.3g}" for k, v in d["ds"].items()) + f"; mean {d['ds_mean']:.3g}")
+  interval = "".join(f" (90% interval, groups resampled: {lo:.3g}-{hi:.3g})" for lo, hi in [d["ds_mean_interval90"]]
+                     if "ds_mean_interval90" in d)
+  lines.append("  DS: " + ", ".join(f"{k} {v:.3g}" for k, v in d["ds"].items()) + f"; mean {d['ds_mean']:.3g}"
+               + interval)
   if "disentanglement_real" in r:
     lines.append(f"  DS of real groups: mean {r['disentanglement_real']['ds_mean']:.3g}")
   if "fid" in r:
@@ -354,11 +361,20 @@ def main(argv=None):
   p = cli_lib.parser("jaxface.eval.disco", description=__doc__)
   p.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
+  p.add_argument("--groups", type=int, default=None, help="DS groups per factor (default: the config's eval.groups)")
+  p.add_argument("--samples", type=int, default=None,
+                 help="control and identity samples (default: the config's eval.control_samples)")
   args = p.parse_args(sys.argv[1:] if argv is None else argv)
   if args.step is not None and args.step < 0:
     raise UserError(f"--step {args.step}: checkpoint steps are >= 0.")
+  for name in ("groups", "samples"):
+    if getattr(args, name) is not None and getattr(args, name) < 2:
+      raise UserError(f"--{name} {getattr(args, name)}: needs at least 2.")
   from jaxface.generate import Generator
   gen = Generator.load(args.workdir, args.step)
+  with gen.config.unlocked():
+    gen.config.eval.groups = args.groups or gen.config.eval.groups
+    gen.config.eval.control_samples = args.samples or gen.config.eval.control_samples
   results = evaluate_generator(gen, args.workdir)
   os.makedirs(os.path.join(args.workdir, "eval"), exist_ok=True)
   path = os.path.join(args.workdir, "eval", f"step_{gen.step}.json")

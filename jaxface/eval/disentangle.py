@@ -19,8 +19,29 @@ def pairwise(x):
   return d.sum((1, 2)) / (k * (k - 1))
 
 
+def group_spreads(attrs, groups, size):
+  """{attr: [G]}: each group's mean pairwise distance."""
+  return {a: pairwise(np.asarray(v, np.float64).reshape(groups, size, -1)) for a, v in attrs.items()}
+
+
 def spreads(attrs, groups, size):
-  return {a: float(pairwise(np.asarray(v, np.float64).reshape(groups, size, -1)).mean()) for a, v in attrs.items()}
+  return {a: float(v.mean()) for a, v in group_spreads(attrs, groups, size).items()}
+
+
+def ds_interval(per_group, real_spread, level=0.9, draws=2000, seed=0):
+  """Bootstrap interval of the mean DS: {factor: {attr: [G]}} per-group spreads, each factor's groups resampled
+  with replacement (the real-image normalizer held fixed). Returns [low, high] at `level`."""
+  rng = np.random.default_rng(seed)
+  means = []
+  for _ in range(draws):
+    s = {}
+    for f, attrs in per_group.items():
+      g = len(next(iter(attrs.values())))
+      pick = rng.integers(0, g, g)
+      s[f] = {a: float(np.mean(v[pick])) for a, v in attrs.items()}
+    means.append(ds_from_spreads(s, real_spread)["ds_mean"])
+  low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+  return [float(low), float(high)]
 
 
 def ds_from_spreads(spreads, real_spread):

@@ -24,6 +24,31 @@ def test_ds_is_the_product_of_spread_ratios():
   assert out["normalized_spreads"]["exp"]["gamma"] == 0.1
 
 
+def test_ds_bootstrap_interval_over_groups():
+  """Identical groups give a point interval at the DS itself; spread-out groups an interval around the estimate
+  that matches an independent resampling loop and narrows with more groups."""
+  real = {"id": 1.0, "exp": 1.0, "gamma": 1.0, "angle": 1.0}
+  same = {"exp": {"id": np.full(8, 0.5), "exp": np.full(8, 2.0), "gamma": np.full(8, 0.5), "angle": np.full(8, 1.0)}}
+  lo, hi = disentangle.ds_interval(same, real)
+  np.testing.assert_allclose([lo, hi], [(2 / 0.5) * (2 / 0.5) * 2] * 2, rtol=1e-9)
+
+  rng = np.random.default_rng(3)
+  def groups(n):
+    return {"exp": {a: rng.uniform(0.5, 1.5, n) * (3.0 if a == "exp" else 1.0) for a in real}}
+  few = groups(16)
+  point = disentangle.ds_from_spreads({f: {a: v.mean() for a, v in d.items()} for f, d in few.items()}, real)
+  lo, hi = disentangle.ds_interval(few, real, draws=4000, seed=1)
+  assert lo < point["ds_mean"] < hi
+  ref, r = [], np.random.default_rng(7)  # an independent loop over the same definition
+  for _ in range(4000):
+    pick = r.integers(0, 16, 16)
+    m = {a: few["exp"][a][pick].mean() for a in real}
+    ref.append(m["exp"] ** 3 / (m["id"] * m["gamma"] * m["angle"]))
+  np.testing.assert_allclose([lo, hi], np.quantile(ref, [0.05, 0.95]), rtol=0.05)
+  lo_many, hi_many = disentangle.ds_interval(groups(256), real)
+  assert hi_many - lo_many < (hi - lo) / 2
+
+
 def test_frechet_distance_matches_an_eigenvalue_reference():
   rng = np.random.default_rng(0)
   a = rng.normal(size=(400, 6)) @ rng.normal(size=(6, 6))

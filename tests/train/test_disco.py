@@ -52,6 +52,8 @@ def test_tiny_run_trains_all_phases_and_writes_outputs(tiny_run):
     assert key in ev, key
   assert set(ev["disentanglement"]["ds"]) == {"id", "exp", "gamma", "angle"}
   assert ev["control"]["yaw_err_deg_median"] >= 0 and np.isfinite(ev["disentanglement"]["ds_mean"])
+  low, high = ev["disentanglement"]["ds_mean_interval90"]
+  assert np.isfinite(low) and low <= high
   assert os.path.isfile(wd / "eval" / "summary.txt")
 
 
