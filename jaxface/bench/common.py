@@ -15,8 +15,8 @@ import numpy as np
 
 RESULTS = os.environ.get("JAXFACE_BENCH_RESULTS", os.path.join("bench", "results.jsonl"))
 
-# Dense peak FLOP/s per device, used for MFU. bf16 tensor-core peaks for GPUs (no sparsity);
-# CPU has no fixed peak, so MFU there is reported against a rough per-core fp32 FMA figure.
+# Vendors' dense peak FLOP/s per accelerator (bf16 tensor-core peaks for GPUs, no sparsity). CPUs have no such
+# figure: jaxface/bench/peak.py measures theirs.
 PEAK_FLOPS = {
     "NVIDIA H100 80GB HBM3": {"bfloat16": 989e12, "float32": 67e12},
     "NVIDIA H100": {"bfloat16": 989e12, "float32": 67e12},
@@ -34,15 +34,12 @@ def device_name():
   return getattr(d, "device_kind", d.platform)
 
 
-def peak_flops(dtype="float32"):
-  """Peak FLOP/s of all local devices for `dtype`, or None when unknown."""
+def vendor_peak_flops(dtype="float32"):
+  """The vendor's peak FLOP/s of all local accelerators for `dtype`, or None for CPUs and unlisted devices."""
   kind = device_name()
   for name, peaks in PEAK_FLOPS.items():
     if kind.startswith(name):
       return peaks.get(str(dtype), peaks["float32"]) * jax.local_device_count()
-  if jax.devices()[0].platform == "cpu":
-    # ~32 fp32 FLOP/cycle/core (AVX2 2xFMA) at ~2.5 GHz: a rough but stated CPU roofline.
-    return 32 * 2.5e9 * (os.cpu_count() or 1)
   return None
 
 

@@ -1,4 +1,5 @@
-"""Training-step throughput: img/s, model FLOPs per image (XLA cost analysis) and MFU.
+"""Training-step throughput: img/s, model FLOPs per image (XLA cost analysis) and MFU against the roofline of
+jaxface/bench/peak.py (measured on CPUs; the peak and how it was obtained are in every row).
 
   python -m jaxface.bench.train --config configs/stylegan2.py:tiny [--steps 20] [--config.key=value ...]
 
@@ -21,6 +22,7 @@ from jaxface.errors import cli
 jax = lazy_import("jax")
 parallel = lazy_import("jaxface.parallel")
 common = lazy_import("jaxface.bench.common")
+peak_lib = lazy_import("jaxface.bench.peak")
 loop = lazy_import("jaxface.train.loop")
 
 
@@ -56,13 +58,14 @@ def run(config, steps):
     jax.block_until_ready(state)
     pipe_step = (time.perf_counter() - t0) / n
   b = config.batch_size
-  peak = common.peak_flops(config.compute_dtype)
+  peak, peak_source = peak_lib.roofline(config.compute_dtype)
   flops_per_img = flops / b if flops else None
   row = dict(
       img_per_s=b / mem_step, img_per_s_pipeline=b / pipe_step, step_ms=mem_step * 1e3,
       step_ms_pipeline=pipe_step * 1e3, pipeline_overhead_pct=100 * (pipe_step / mem_step - 1),
       gflops_per_img=flops_per_img / 1e9 if flops_per_img else None,
       mfu_pct=100 * flops_per_img * (b / mem_step) / peak if (flops_per_img and peak) else None,
+      peak_gflops=peak / 1e9 if peak else None, peak_source=peak_source,
       phases={str(k): v * 1e3 for k, v in secs.items()})
   return row
 
@@ -90,7 +93,7 @@ def main(argv=None):
   common.record("train", cfg, row)
   common.print_table([dict(config=args.config, device=common.device_name(), **row)],
                      ["config", "device", "img_per_s", "img_per_s_pipeline", "pipeline_overhead_pct",
-                      "gflops_per_img", "mfu_pct"])
+                      "gflops_per_img", "mfu_pct", "peak_gflops"])
 
 
 if __name__ == "__main__":
