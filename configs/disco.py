@@ -64,7 +64,7 @@ def get_config(arg=""):
   config.trainer = "disco"  # jaxface/train/<trainer>.py
   config.config_file = ""  # filled in by jaxface.config with the file:arg this config came from
   config.batch_size = 8 if small else 16 if real else 32  # global batch (released: 16 at 256x256 on 4 GPUs)
-  config.total_steps = {"default": 2000, "cpu64": 8000}.get(preset, 20_000_000 // config.batch_size)  # steps
+  config.total_steps = {"default": 2000, "cpu64": 7000}.get(preset, 20_000_000 // config.batch_size)  # steps
   common.mesh_and_sharding(config)
   # Frozen experts and the face model stay whole on every device (they are read, never updated).
   config.sharding_rules = [("frozen/.*", "replicate"), (".*", "fsdp")]
@@ -100,7 +100,7 @@ def get_config(arg=""):
       # Pixel phase: only w_pix·masked pixel loss imitates (released: while the progressive resolution <= 32,
       # i.e. 3,000 kimg); afterwards the expert terms. Stage 2 adds the contrastive pairs (released: 15,000 kimg).
       pix_kimg={"default": 10.0, "cpu64": 36.0}.get(preset, 3000.0),  # thousands of images in the pixel phase
-      stage2_kimg={"default": 1e9, "cpu64": 52.0}.get(preset, 15000.0),  # kimg before stage 2 starts
+      stage2_kimg={"default": 1e9, "cpu64": 48.0}.get(preset, 15000.0),  # kimg before stage 2 starts
       pairs=2 if small else 4,  # contrastive pairs per changed factor per step (released: 2 per GPU, 8 total)
   ))
 
