@@ -36,6 +36,7 @@ def get_config(arg=""):
 
   config = ml_collections.ConfigDict()
   config.trainer = "id_mapping"  # jaxface/train/<trainer>.py
+  config.evals = ("id_mapping",)  # evaluators run when training ends: jaxface/eval/<name>.py `run`
   config.config_file = ""  # filled in by jaxface.config with the file:arg this config came from
   config.batch_size = 6 if faithful else 4 if tiny else 8  # global batch (original default 6)
   config.total_steps = 200_000 if faithful else 4 if tiny else 3000  # optimizer steps (the original runs until stopped)

@@ -22,7 +22,7 @@ Presets (the string after the colon):
                   --config.data.kind=arrayrecord --config.data.path=/data/ffhq256   # or the synthetic world
   tiny      16x16, a few steps: for tests.
 A parser workdir (configs/parser.py) scores segmentation consistency; empty: the DiscoFaceGAN parser bootstrap
-(jaxface.train.disco_experts) is trained into $JAXFACE_CACHE on first use.
+(jaxface.train.experts) is trained into $JAXFACE_CACHE on first use.
 """
 
 import ml_collections
@@ -51,6 +51,7 @@ def get_config(arg=""):
 
   config = ml_collections.ConfigDict()
   config.trainer = "siw"  # jaxface/train/<trainer>.py
+  config.evals = ("siw",)  # evaluators run when training ends: jaxface/eval/<name>.py `run`
   config.config_file = ""  # filled in by jaxface.config with the file:arg this config came from
   config.batch_size = {"small": 8, "faithful": 4, "tiny": 4}[p]  # global batch (released: 4 GPUs x 1)
   config.total_steps = {"small": 800, "faithful": 250_000, "tiny": 4}[p]  # steps (released: ~1000 kimg to converge)

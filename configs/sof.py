@@ -38,6 +38,7 @@ def get_config(arg=""):
 
   config = ml_collections.ConfigDict()
   config.trainer = "sof"  # jaxface/train/<trainer>.py
+  config.evals = ("sof",)  # evaluators run when training ends: jaxface/eval/<name>.py `run`
   config.config_file = ""  # filled in by jaxface.config with the file:arg this config came from
   config.batch_size = pick(one=8, multi=8, faithful=8, tiny=2)  # global batch: (instance, view) pairs per step
   config.total_steps = pick(one=3500, multi=4000, faithful=400_000, tiny=30)  # optimizer steps

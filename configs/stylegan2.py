@@ -35,6 +35,7 @@ def get_config(arg=""):
 
   config = ml_collections.ConfigDict()
   config.trainer = "stylegan2"  # jaxface/train/<trainer>.py
+  config.evals = ()  # evaluators run when training ends (none: the methods built on this generator measure it)
   config.config_file = ""  # filled in by jaxface.config with the file:arg this config came from
   config.batch_size = 8 if tiny else 64  # global batch, split over all devices and hosts
   config.total_steps = 12_000 if world64 else 300 if tiny else 25_000_000 // 64  # optimizer steps (paper256: 25,000 kimg)

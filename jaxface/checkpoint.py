@@ -8,22 +8,14 @@ checkpoint intact and the run loses at most the steps since it.
 Faults (docs/faults.md): a checkpoint that does not restore is moved aside to <step>.damaged and the run resumes
 from the newest one that does; a save that fails (disk full, permission) stops the run at once with the path, the
 cause and the last good checkpoint; a workdir that cannot be written is refused before any work; and a workdir
-holds one run at a time (`WorkdirLock`).
+holds one run at a time (`run_guard.WorkdirLock`); the storage failures are named in `storage_faults`.
 """
 
 import dataclasses
-import errno
-import fcntl
 import glob
 import json
-import logging
 import os
 import shutil
-import signal
-import socket
-import sys
-import tempfile
-import threading
 import time
 
 import jax
@@ -31,7 +23,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from jaxface.errors import CheckpointError, UserError
+from jaxface.errors import CheckpointError
+from jaxface.storage_faults import exception_chain, first_line, quiet_failed_saves, storage_cause
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -72,118 +65,9 @@ class DataStateRestore(ocp.args.CheckpointArgs):
 
 # ---------------------------------------------------------------------------------------------------------------
 
-class Preemption:
-  """Turns SIGTERM into a flag the loop polls after each step (the signal may arrive mid-step)."""
-
-  def __init__(self):
-    self._flag = threading.Event()
-    self._previous = None
-
-  def install(self):
-    if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, lambda *_: self._flag.set())
-    return self
-
-  def uninstall(self):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
-
-  def reached(self, step):
-    """True on every process once any process was told to stop (agreed at a common step when multi-host)."""
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
-      return multihost_utils.reached_preemption_sync_point(step) or self._flag.is_set()
-    return self._flag.is_set()
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # The workdir: writable, and one run at a time.
-
-def first_file_in_the_way(path):
-  """The first existing component of `path` that is a file where a folder should be, or None."""
-  current = os.sep
-  for part in os.path.abspath(path).split(os.sep)[1:]:
-    current = os.path.join(current, part)
-    if not os.path.isdir(current):
-      return current if os.path.exists(current) else None
-  return None
-
-
-def write_failure(path, error):
-  """Why `path` could not be created or written, in words, from the OSError that said so."""
-  blocker = first_file_in_the_way(path)
-  if blocker is not None:
-    return f"{blocker} is a file, not a folder"
-  return f"cannot create or write {path}: {error.strerror or error}"
-
-
-def check_writable(workdir):
-  """Creates workdir/checkpoints and writes a byte in each folder, so that a workdir that cannot be written (a
-  read-only filesystem, a file in the way, no permission, a full disk) is one clear UserError before any expensive
-  work, not a traceback from the first save. The probes are anonymous temporary files: nothing is left behind."""
-  for directory in (workdir, os.path.join(workdir, "checkpoints")):
-    try:
-      os.makedirs(directory, exist_ok=True)
-      with tempfile.TemporaryFile(dir=directory) as probe:
-        probe.write(b"\0")
-        probe.flush()
-    except OSError as e:
-      raise UserError(f"the workdir {workdir} cannot be written ({write_failure(directory, e)}); pick another "
-                      f"--workdir or fix the path.") from None
-
-
-def describe_holder(text):
-  """ "pid 123 on host h, started <time>" from the JSON a `WorkdirLock` holder wrote (or what is known of it)."""
-  try:
-    info = json.loads(text)
-    return f"pid {info['pid']} on host {info['host']}, started {info['started']}"
-  except (ValueError, KeyError, TypeError):  # the holder is between locking and writing its details
-    return "a process that has not written its pid yet"
-
-
-class WorkdirLock:
-  """An exclusive lock on workdir/run.lock for a whole training run.
-
-  Two runs on one workdir destroy each other: Orbax deletes unfinished saves when it starts (the other run's save
-  in progress) and the checkpoints and metrics.jsonl rows would interleave. An flock belongs to the open file, so
-  the OS drops it when the process dies however it dies: a SIGKILLed run never blocks its own rerun. The file's
-  text (pid, host, start time) only feeds the message; the file is never deleted, because a run that unlinked it
-  could let the next two runs lock two different files.
-  """
-
-  NAME = "run.lock"
-
-  def __init__(self, workdir):
-    self.workdir = workdir
-    self.path = os.path.join(workdir, self.NAME)
-    self._fd = None
-
-  def acquire(self):
-    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      holder = describe_holder(os.pread(fd, 4096, 0).decode(errors="replace"))
-      os.close(fd)
-      raise UserError(f"the workdir {self.workdir} is in use by another training run ({holder}); two runs on one "
-                      f"workdir would overwrite each other's checkpoints. Wait for it to end, stop it, or pick "
-                      f"another --workdir.") from None
-    except OSError as e:  # some network filesystems have no locks: run unguarded rather than not at all
-      os.close(fd)
-      print(f"warning: cannot lock {self.path} ({e.strerror}); a second run on this workdir would not be refused.",
-            file=sys.stderr, flush=True)
-      return self
-    details = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(details).encode(), 0)
-    self._fd = fd
-    return self
-
-  def release(self):
-    if self._fd is not None:
-      os.close(self._fd)  # closing the file drops the lock
-      self._fd = None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -197,49 +81,6 @@ class DamagedCheckpoint(CheckpointError):
   """A checkpoint whose files do not restore (truncated, overwritten, metadata missing)."""
 
 
-# errno -> what it means for a save, in the order a message should prefer them.
-STORAGE_ERRNOS = (
-    (errno.ENOSPC, "the disk is full"),
-    (errno.EDQUOT, "the disk quota is used up"),
-    (errno.EROFS, "the filesystem is read-only"),
-    (errno.EACCES, "no permission to write there"),
-    (errno.EPERM, "no permission to write there"),
-    (errno.EFBIG, "a file outgrew the file-size limit (ulimit -f)"),
-    (errno.EIO, "the storage reported an I/O error"),
-)
-# TensorStore status codes (in the text of the ValueErrors Orbax raises for them) that mean the storage failed.
-STORAGE_STATUSES = ("RESOURCE_EXHAUSTED", "PERMISSION_DENIED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "DATA_LOSS")
-
-
-def exception_chain(error):
-  """`error` and the exceptions it was raised from or during, outermost first."""
-  seen = []
-  while error is not None and error not in seen:
-    seen.append(error)
-    error = error.__cause__ or error.__context__
-  return seen
-
-
-def storage_cause(error):
-  """What the storage did to a failed save, in words ("the disk is full (No space left on device)"), or None when
-  the failure is not the storage's (a bug, which stays a traceback). TensorStore's failures reach Python as
-  ValueErrors whose text carries the OS message, so the text is searched as well as the errno."""
-  chain = exception_chain(error)
-  codes = {e.errno for e in chain if isinstance(e, OSError)}
-  text = "\n".join(str(e) for e in chain)
-  for code, meaning in STORAGE_ERRNOS:
-    if code in codes or os.strerror(code) in text:
-      return f"{meaning} ({os.strerror(code)})"
-  if any(isinstance(e, OSError) for e in chain) or any(status in text for status in STORAGE_STATUSES):
-    return first_line(chain[-1])
-  return None
-
-
-def first_line(error, limit=300):
-  text = str(error).strip().splitlines()
-  return (text[0] if text else type(error).__name__)[:limit]
-
-
 def aside_name(directory, step):
   """A free name for moving checkpoint `step` aside: <step>.damaged, then <step>.damaged-2, ... (never a step
   name, so neither Orbax nor the step listings here take it for a checkpoint)."""
@@ -248,53 +89,6 @@ def aside_name(directory, step):
     n += 1
     name = f"{step}.damaged-{n}"
   return os.path.join(directory, name)
-
-
-class _QuietFailedSaves(logging.Filter):
-  """A failed save is reported once, by the run, with its path and cause. On the way there Orbax logs a traceback
-  per writer thread and asyncio one per abandoned write task (hundreds of lines, some at exit): Orbax's errors keep
-  their first line, and asyncio's records of write tasks that died of a storage failure are dropped."""
-
-  def filter(self, record):
-    if record.name == "asyncio":
-      error = record.exc_info[1] if record.exc_info else None
-      return not (error is not None and "orbax" in record.getMessage() and storage_cause(error) is not None)
-    if record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname:
-      record.msg, record.args = first_line(record.getMessage()), None
-      record.exc_info = record.exc_text = record.stack_info = None
-    return True
-
-
-def _abandoned_orbax_work(unraisable):
-  """True for what a failed save or restore leaves behind once the run has reported it: TensorStore's late
-  callbacks into the closed event loop ("Event loop is closed") and Orbax's read and write coroutines dropped with
-  their error when the first one failed (one traceback each, thousands of lines on a damaged checkpoint)."""
-  error = unraisable.exc_value
-  if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
-    return True
-  code = getattr(unraisable.object, "cr_code", None)
-  return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
-
-
-def _quiet_unraisable(previous):
-  """A sys.unraisablehook that drops `_abandoned_orbax_work` and passes everything else on."""
-
-  def hook(unraisable):
-    if not _abandoned_orbax_work(unraisable):
-      previous(unraisable)
-
-  hook.quiets_failed_saves = True
-  return hook
-
-
-def quiet_failed_saves():
-  """Installs the filters above, once per process. They stay: some of the noise comes at interpreter exit."""
-  for name in ("absl", "asyncio"):
-    logger = logging.getLogger(name)
-    if not any(isinstance(f, _QuietFailedSaves) for f in logger.filters):
-      logger.addFilter(_QuietFailedSaves())
-  if not getattr(sys.unraisablehook, "quiets_failed_saves", False):
-    sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
 
 
 def _flat_shapes(tree):
@@ -512,11 +306,15 @@ def _everywhere(ok):
   return bool(np.all(multihost_utils.process_allgather(np.array(ok))))
 
 
-def restore_numpy(path):
+def restore_numpy(path, item=None):
   """A saved state pytree as host numpy arrays, whatever devices and mesh it was saved from (reading a multi-GPU
-  run on a laptop). `path` is a checkpoint's state item directory. Orbax errors propagate to the caller."""
-  from absl import logging as absl_logging
+  run on a laptop). `path` is a checkpoint's state item directory; `item` (abstract arrays of some top-level keys)
+  restores only those. Orbax errors propagate to the caller."""
   ck = ocp.PyTreeCheckpointer()
+  if item is not None:
+    as_numpy = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+    return ck.restore(path, args=ocp.args.PyTreeRestore(item=item, restore_args=as_numpy, partial_restore=True))
+  from absl import logging as absl_logging
   verbosity = absl_logging.get_verbosity()
   absl_logging.set_verbosity(absl_logging.ERROR)  # item directories have no step metadata: Orbax warns, harmlessly
   try:

@@ -15,6 +15,8 @@ import copy
 import importlib
 import sys
 
+from jaxface.version import __version__
+
 # command -> (module with main(argv), one line of help)
 COMMANDS = {
     "train": ("jaxface.main", "train a method from a config; rerun to resume"),
@@ -193,7 +195,6 @@ def main(argv=None):
     print(_overview())
     return 0 if argv else 2
   if argv[0] == "--version":
-    from jaxface import __version__
     print(f"jaxface {__version__}")
     return 0
   command, rest = argv[0], argv[1:]

@@ -17,7 +17,10 @@ import sys
 
 import numpy as np
 
+from jaxface import cli as cli_lib
+from jaxface import grid as grid_lib
 from jaxface.errors import UserError, cli
+from jaxface.runs.disco_factors import ANGLES
 
 
 def parse_settings(text):
@@ -34,7 +37,6 @@ def parse_settings(text):
 
 
 def parse_args(argv):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.embed", description=__doc__)
   p.add_argument("--workdir", default=None,
                  help="a configs/disco.py training workdir or an exported folder (default: the bundled reference "
@@ -57,10 +59,10 @@ def parse_args(argv):
 @cli
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  from jaxface import grid as grid_lib
-  from jaxface import metrics
-  from jaxface.edit import embed
-  from jaxface.generate import ANGLES, Generator, apply_setting, to_uint8
+  from jaxface import metrics  # JAX: loaded once the command runs, not for --help
+  from jaxface.edit import embed  # JAX: loaded once the command runs, not for --help
+  # JAX: loaded once the command runs, not for --help
+  from jaxface.runs.disco_generator import Generator, apply_setting, to_uint8
   if bool(args.image) == bool(args.latent):
     raise UserError("give photos with --image, or an earlier embedding with --latent (one of the two)")
   edits = [parse_settings(s) for s in args.set]

@@ -34,101 +34,49 @@ import sys
 
 import numpy as np
 
+from jaxface import cli as cli_lib
 from jaxface.edit import interfacegan as ifg
+from jaxface.edit import interfacegan_files as files
+from jaxface.edit import predictors
 from jaxface.errors import UserError, cli
+from jaxface.runs import latent_codes
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Helpers
-
-class _Log:
-  """Prints and appends to OUT/log.txt (the original writes a log beside its outputs)."""
-
-  def __init__(self, out_dir):
-    os.makedirs(out_dir, exist_ok=True)
-    self.f = open(os.path.join(out_dir, "log.txt"), "a")
-
-  def __call__(self, msg):
-    print(msg, flush=True)
-    self.f.write(msg + "\n")
-    self.f.flush()
-
-  def close(self):
-    self.f.close()
+def world_attributes(workdir=None):
+  """The synthetic world's attribute predictor (scores in SCORE_NAMES order) of `workdir`, or of the
+  configs/attributes.py bootstrap in $JAXFACE_CACHE, trained on first use: training is why the CLI registers it,
+  not jaxface/edit/."""
+  from jaxface.runs import attributes  # JAX: only once a command needs the predictor
+  from jaxface.train import experts  # JAX: loaded once the command runs, not for --help
+  model = experts.REGISTRY["attributes"].load(workdir or experts.bootstrap("attributes"))
+  return predictors.Predictor(model.scores, attributes.SCORE_NAMES, batch_size=64)
 
 
-def load_npy(path, what):
-  if not path or not os.path.isfile(path):
-    raise UserError(f"{what} file {path!r} does not exist; pass the path of a .npy file.")
-  try:
-    return np.load(path, allow_pickle=False)
-  except (OSError, ValueError, EOFError) as e:
-    raise UserError(f"{what} file {path!r} is not a readable .npy array ({e}); regenerate it.") from None
+predictors.register_predictor("world_attributes", world_attributes, takes_path=True)
 
 
 def _generator(args):
-  from jaxface.edit import generator_io
-  return generator_io.load_generator(args.workdir, step=args.step, truncation_psi=args.truncation_psi,
+  from jaxface.runs import stylegan2  # JAX: imported after the arguments parse
+  return stylegan2.load_generator(args.workdir, step=args.step, truncation_psi=args.truncation_psi,
                                      truncation_layers=args.truncation_layers, batch_size=args.batch_size)
 
 
 def _predictor(spec, attributes=None):
   """The predictor and the column indices of the requested attributes (all when None)."""
-  from jaxface.edit import generator_io
-  p = generator_io.get_predictor(spec)
+  p = predictors.get_predictor(spec)
   names = list(p.names) if not attributes else [a.strip() for a in attributes.split(",") if a.strip()]
   return p, [p.index(a) for a in names], names
 
 
 def _codes(args, G, num):
   """Codes of args.latent_space_type: from args.input (validated against the generator) or sampled."""
-  space = ifg.parse_space(args.latent_space_type)
+  space = latent_codes.parse_space(args.latent_space_type)
   if getattr(args, "input", None):
-    return ifg.check_codes(load_npy(args.input, "latent codes"), space, G.dims(space), G.num_ws,
+    return latent_codes.check_codes(files.load_npy(args.input, "latent codes"), space, G.dims(space), G.num_ws,
                            what=f"latent codes in {args.input}")
   if num < 1:
     raise UserError(f"--num must be >= 1, got {num}")
   return G.sample(num, space, args.seed)
-
-
-def _save_images(out_dir, images, name_fn):
-  from PIL import Image
-  from jaxface.edit import generator_io
-  for i, img in enumerate(generator_io.postprocess(images)):
-    Image.fromarray(img).save(os.path.join(out_dir, name_fn(i)), quality=95)
-
-
-def _save_grid(path, images, cols=None):
-  from jaxface import metrics
-  metrics.save_png(path, metrics.image_grid(images, cols=cols))
-
-
-def _save_labelled_grid(path, images, rows, cols, corner):
-  """images [rows, cols, R, R, 3] in [-1, 1] -> a PNG labelled with each row's source and each column's edit."""
-  from jaxface import grid
-  from jaxface.edit import generator_io
-  grid.save(path, grid.labelled_grid(generator_io.postprocess(images), rows, cols, corner))
-
-
-def _boundary_name(path):
-  """The attribute a boundary file is for: b/<name>/boundary.npy (train_boundary's layout) or <name>.npy."""
-  stem = os.path.splitext(os.path.basename(path))[0]
-  return os.path.basename(os.path.dirname(os.path.abspath(path))) if stem == "boundary" else stem
-
-
-def _load_boundary(path, dim, what="boundary"):
-  b = load_npy(path, what)
-  return ifg.check_boundary(b, f"{what} {path}", dim)
-
-
-def _boundary_for(path, G, space, what="boundary"):
-  """A boundary for codes of `space`: (1, d), or for W+ also one flattened (1, L * d) normal (train_boundary on
-  wp.npy)."""
-  dim = G.dims(space)
-  raw = load_npy(path, what)
-  if space == "wp" and raw.shape == (1, G.num_ws * dim):
-    dim = G.num_ws * dim
-  return ifg.check_boundary(raw, f"{what} {path}", dim)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -138,17 +86,16 @@ CHUNK = 1024  # codes synthesised and scored per progress step (a multiple of an
 
 
 def _chunks(n, desc):
-  from jaxface import cli as cli_lib
   starts = range(0, n, CHUNK)
   return cli_lib.progress(starts, desc, total=len(starts), unit="chunk")
 
 
 def generate_data(args):
   G = _generator(args)
-  space = ifg.parse_space(args.latent_space_type)
+  space = latent_codes.parse_space(args.latent_space_type)
   codes = _codes(args, G, args.num)
   predictor = _predictor(args.predictor, args.attributes) if args.predictor else None
-  log = _Log(args.output_dir)
+  log = files.RunLog(args.output_dir)
   log(f"generator: {args.workdir} step {G.step}, {G.resolution}x{G.resolution}, z_dim {G.z_dim}, w_dim {G.w_dim}, "
       f"{G.num_ws} layers, truncation psi {G.truncation_psi} on {G.truncation_layers} layers")
   kept, scores, first = {}, [], None
@@ -158,14 +105,14 @@ def generate_data(args):
       if key in out:
         kept.setdefault(key, []).append(out[key])
     if args.generate_image:
-      _save_images(args.output_dir, out["image"], lambda i, start=start: f"{start + i:06d}.jpg")
+      files.save_images(args.output_dir, out["image"], lambda i, start=start: f"{start + i:06d}.jpg")
     first = out["image"][:64] if first is None else first
     if predictor:
       p, cols, names = predictor
       scores.append(p(out["image"])[:, cols])
   for key, parts in kept.items():
     np.save(os.path.join(args.output_dir, f"{key}.npy"), np.concatenate(parts))
-  _save_grid(os.path.join(args.output_dir, "grid.png"), first)
+  files.save_grid(os.path.join(args.output_dir, "grid.png"), first)
   if predictor:
     p, cols, names = predictor
     scores = np.concatenate(scores)
@@ -179,8 +126,8 @@ def generate_data(args):
 
 
 def train_boundary(args):
-  codes = load_npy(args.latent_codes_path, "latent codes")
-  scores = load_npy(args.scores_path, "scores")
+  codes = files.load_npy(args.latent_codes_path, "latent codes")
+  scores = files.load_npy(args.scores_path, "scores")
   if codes.ndim >= 1 and scores.ndim >= 1 and codes.shape[0] != scores.shape[0]:
     raise UserError(f"{args.latent_codes_path} holds {codes.shape[0]} codes but {args.scores_path} holds "
                     f"{scores.shape[0]} scores; use files written together by one generate_data run.")
@@ -188,8 +135,8 @@ def train_boundary(args):
   if args.center == "mean":
     center = "mean"
   elif args.center not in (None, "", "none"):
-    center = load_npy(args.center, "center")
-  log = _Log(args.output_dir)
+    center = files.load_npy(args.center, "center")
+  log = files.RunLog(args.output_dir)
   log(f"fitting a linear SVM (scikit-learn SVC) to the most and least {args.scores_path} scores of "
       f"{codes.shape[0]} codes")
   boundary, info = ifg.train_boundary(codes, scores, args.chosen_num_or_ratio, args.split_ratio, args.invalid_value,
@@ -212,10 +159,10 @@ def train_boundary(args):
 
 def edit(args):
   G = _generator(args)
-  space = ifg.parse_space(args.latent_space_type)
-  boundary = _boundary_for(args.boundary_path, G, space)
+  space = latent_codes.parse_space(args.latent_space_type)
+  boundary = files.boundary_for(args.boundary_path, G, space)
   if args.condition:
-    boundary = ifg.project_boundary(boundary, *[_load_boundary(c, boundary.shape[1], "condition boundary")
+    boundary = ifg.project_boundary(boundary, *[files.load_boundary(c, boundary.shape[1], "condition boundary")
                                                 for c in args.condition])
   layers = None
   if args.layers:
@@ -228,7 +175,7 @@ def edit(args):
                       f"{args.layers!r} with -s {space}.")
   codes = _codes(args, G, args.num)
   predictor = _predictor(args.predictor, args.attributes) if args.predictor else None
-  log = _Log(args.output_dir)
+  log = files.RunLog(args.output_dir)
   np.save(os.path.join(args.output_dir, "boundary.npy"), boundary.astype(np.float32))
   np.save(os.path.join(args.output_dir, "latent_codes.npy"), codes)
   edited = np.stack([ifg.linear_interpolate(codes[i:i + 1], boundary, args.start_distance, args.end_distance,
@@ -237,11 +184,11 @@ def edit(args):
   np.save(os.path.join(args.output_dir, "edited_codes.npy"), edited)
   flat = edited.reshape((-1,) + edited.shape[2:])
   images = G.synthesize(flat, space)["image"]
-  _save_images(args.output_dir, images, lambda k: f"{k // args.steps:03d}_{k % args.steps:03d}.jpg")
+  files.save_images(args.output_dir, images, lambda k: f"{k // args.steps:03d}_{k % args.steps:03d}.jpg")
   distances = np.linspace(args.start_distance, args.end_distance, args.steps)
-  name = _boundary_name(args.boundary_path)
+  name = files.boundary_name(args.boundary_path)
   first = args.seed if not args.input else 0
-  _save_labelled_grid(os.path.join(args.output_dir, "grid.png"),
+  files.save_labelled_grid(os.path.join(args.output_dir, "grid.png"),
                       images.reshape((codes.shape[0], args.steps) + images.shape[1:]),
                       rows=[f"{'code' if args.input else 'sample'} {i}" for i in range(codes.shape[0])],
                       cols=[f"{name} {d:+.2g}" for d in distances],
@@ -260,18 +207,17 @@ def edit(args):
 
 def rescore(args):
   G = _generator(args)
-  space = ifg.parse_space(args.latent_space_type)
+  space = latent_codes.parse_space(args.latent_space_type)
   p, cols, names = _predictor(args.predictor, args.attributes)
   rows, boundaries = [], []
   for spec in args.boundary:
     name, sep, path = spec.partition("=")
     if not sep:
-      path, name = spec, _boundary_name(spec)
+      path, name = spec, files.boundary_name(spec)
     rows.append(name)
-    boundaries.append(_boundary_for(path, G, space, f"boundary {name!r}"))
+    boundaries.append(files.boundary_for(path, G, space, f"boundary {name!r}"))
   codes = _codes(args, G, args.num)
   before = p(G.synthesize(codes, space)["image"])[:, cols]
-  from jaxface import cli as cli_lib
   after = np.stack([p(G.synthesize(ifg.shift_codes(codes, b, args.distance), space)["image"])[:, cols]
                     for b in cli_lib.progress(boundaries, "editing and re-scoring", unit="boundary")])
   matrix = ifg.rescoring_matrix(before, after)
@@ -318,7 +264,6 @@ def _generator_flags(p):
 
 
 def parse_args(argv):
-  from jaxface import cli as cli_lib
   parser = cli_lib.parser("jaxface.interfacegan", description=__doc__)
   sub = parser.add_subparsers(dest="command", required=True, metavar="generate_data|train_boundary|edit|rescore")
 
@@ -373,7 +318,7 @@ def parse_args(argv):
 def _check(args):
   """The arguments' ranges, before any generator is loaded or any file is written."""
   if hasattr(args, "latent_space_type"):
-    ifg.parse_space(args.latent_space_type)
+    latent_codes.parse_space(args.latent_space_type)
   if args.command == "rescore" and not args.predictor:
     raise UserError("rescore needs --predictor (a registered name, NAME@WORKDIR or package.module:attr).")
   if getattr(args, "batch_size", 1) < 1:

@@ -8,34 +8,35 @@ from the newest checkpoint in DIR. Settings are checked before any work starts; 
 
 import sys
 
+from jaxface import cli as cli_lib
+from jaxface import config as config_lib
+from jaxface.errors import cli
+
 
 def parse_args(argv):
-  from jaxface import cli
-  parser = cli.parser("jaxface.main", description=__doc__)
+  parser = cli_lib.parser("jaxface.main", description=__doc__)
   parser.add_argument("--config", required=True, help="config file and optional :ARGS, e.g. configs/disco.py:ffhq256")
   parser.add_argument("--workdir", required=True, help="where checkpoints, metrics, samples and eval results go")
   return parser.parse_known_args(argv)
 
 
 def main(argv=None):
-  from jaxface.errors import cli
   return cli(_main)(sys.argv[1:] if argv is None else argv)
 
 
 def _main(argv):
   args, rest = parse_args(argv)
-  from jaxface import config as config_lib
   overrides = config_lib.parse_overrides(rest)
   import jax
   jax.config.update("jax_threefry_partitionable", True)  # sharded RNG without cross-device traffic
-  from jaxface import parallel
+  from jaxface import parallel  # JAX: loaded once the command runs, not for --help
   parallel.enable_compilation_cache()
   parallel.maybe_initialize_distributed()
   config = config_lib.build(args.config, overrides)
   # Every cheap setting is checked here, before a method prepares anything (bootstrapping experts can take
   # minutes), before compilation and before the workdir is created: the shared settings, then the method's own.
   config_lib.validate(config, args.workdir)
-  from jaxface.train import loop
+  from jaxface.train import loop  # JAX: loaded once the command runs, not for --help
   method = loop.get_method(config)
   if hasattr(method, "validate"):
     method.validate(config)

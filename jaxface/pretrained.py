@@ -19,7 +19,10 @@ import sys
 
 import numpy as np
 
-from jaxface.errors import cli
+from jaxface import cli as cli_lib
+from jaxface.convert import flatten, unflatten
+from jaxface.errors import CheckpointError, cli
+from jaxface.runs.workdir import read_run
 
 WEIGHTS, CONFIG = "weights.npz", "config.json"
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
@@ -37,9 +40,7 @@ def is_export(path):
 def export(workdir, out, step=None):
   """Writes `out`/config.json and `out`/weights.npz from the newest (or given) checkpoint of a disco workdir.
   Returns (out, step, size in bytes)."""
-  from jaxface.convert import flatten
-  from jaxface.train import rnet as rnet_lib
-  config, state, step = rnet_lib.read_checkpoint(workdir, step, trainer="disco")
+  config, state, step = read_run(workdir, step, trainer="disco")
   tree = {"G_ema": state["G_ema"], "frozen": state["frozen"]}
   flat = {}
   for k, v in flatten(_plain(tree)).items():
@@ -58,8 +59,6 @@ def export(workdir, out, step=None):
 def read(path):
   """(config, state {"G_ema", "frozen", "step"} as numpy, step) of an exported folder."""
   import ml_collections
-  from jaxface.convert import unflatten
-  from jaxface.errors import CheckpointError
   if not is_export(path):
     raise CheckpointError(f"{path!r} is not an exported generator (it needs {CONFIG} and {WEIGHTS}); pass a "
                           f"training workdir or a folder written by `python -m jaxface.pretrained`.")
@@ -115,7 +114,6 @@ def _compact(a):
 
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   parser = cli_lib.parser("jaxface.pretrained", description=__doc__)
   parser.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
   parser.add_argument("--out", required=True, help="folder to write config.json and weights.npz into")

@@ -64,7 +64,7 @@ class Handler(BaseHTTPRequestHandler):
 
   def _guard(self, fn):
     """Every failure becomes a JSON error response; nothing a request does stops the server."""
-    from jaxface.web.editor import RequestError
+    from jaxface.web.editor import RequestError  # JAX: loaded once the command runs, not for --help
     try:
       self._check_host()
       fn()
@@ -75,7 +75,7 @@ class Handler(BaseHTTPRequestHandler):
     except RequestError as e:
       self._json(e.status, {"error": str(e)})
     except UserError as e:
-      from jaxface.edit import embed
+      from jaxface.edit import embed  # JAX: loaded once the command runs, not for --help
       self._json(422 if isinstance(e, embed.NoFaceError) else 400, {"error": str(e)})
     except (BrokenPipeError, ConnectionResetError):
       self.close_connection = True
@@ -123,7 +123,7 @@ class Handler(BaseHTTPRequestHandler):
     except (ValueError, UnicodeDecodeError) as e:
       raise HTTPError(400, f"the render request is not valid JSON ({e})") from None
     image, ms = self.server.editor.frame(request)
-    from jaxface.web.editor import png_bytes
+    from jaxface.web.editor import png_bytes  # JAX: loaded once the command runs, not for --help
     png = png_bytes(image)
     self._send(200, png, "image/png", {"X-Render-Ms": f"{ms:.2f}",
                                        "X-Server-Ms": f"{(time.perf_counter() - t0) * 1e3:.2f}"})
@@ -250,8 +250,8 @@ def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   if args.embed_steps < 1 or args.max_upload_mb <= 0 or args.max_megapixels <= 0:
     raise UserError("--embed-steps must be >= 1 and --max-upload-mb, --max-megapixels > 0")
-  from jaxface.generate import Generator
-  from jaxface.web.editor import Editor
+  from jaxface.runs.disco_generator import Generator  # JAX: loaded once the command runs, not for --help
+  from jaxface.web.editor import Editor  # JAX: loaded once the command runs, not for --help
   gen = Generator.load(args.workdir, args.step)
   editor = Editor(gen, args.embed_steps, max_pixels=int(args.max_megapixels * 1e6))
   t0 = time.perf_counter()

@@ -19,8 +19,11 @@ import sys
 
 import numpy as np
 
+from jaxface import cli as cli_lib
+from jaxface import grid as grid_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import UserError, cli
+from jaxface.runs.workdir import read_run
 
 jax = lazy_import("jax")  # imported on first use: `--help` and argument mistakes answer without loading JAX
 jnp = lazy_import("jax.numpy")
@@ -35,11 +38,10 @@ class SofGAN:
   """A trained geometry + texture pair."""
 
   def __init__(self, sof_workdir, siw_workdir):
-    from jaxface.train import rnet as rnet_lib
-    from jaxface.train import siw as siw_train
-    from jaxface.train import sof as sof_train
+    from jaxface.runs import siw as siw_train  # JAX: loaded once the command runs, not for --help
+    from jaxface.runs import sof as sof_train  # JAX: loaded once the command runs, not for --help
     self.sof = sof_train.load_sof(sof_workdir)
-    config, state, _ = rnet_lib.read_checkpoint(siw_workdir, None, trainer="siw")
+    config, state, _ = read_run(siw_workdir, None, trainer="siw")
     self.siw_config = config
     self.G = siw_train.generator(config)
     self.params = jax.tree.map(jnp.asarray, state["G_ema"])
@@ -49,7 +51,7 @@ class SofGAN:
 
   def code(self, geometry):
     """A geometry code [latent] from "gmm:SEED" (a new head) or "instance:I" (a training head)."""
-    from jaxface.edit import sof_codes
+    from jaxface.edit import sof_codes  # JAX: loaded once the command runs, not for --help
     kind, _, value = geometry.partition(":")
     try:
       value = int(value)
@@ -68,7 +70,7 @@ class SofGAN:
 
   def labels17(self, code, c2w, size):
     """SofGAN-17 label maps [V, size, size] of one code seen from cameras c2w [V, 4, 4]."""
-    from jaxface.data import synthetic_world as sw
+    from jaxface.data import synthetic_world as sw  # JAX: loaded once the command runs, not for --help
     z = np.repeat(np.asarray(code, np.float32)[None], len(c2w), 0)
     return sw.TO_SOFGAN17[self.sof.labels(z, c2w, size)]
 
@@ -79,14 +81,14 @@ class SofGAN:
 
   def paint(self, labels, w_pair, mask=None):
     """Images [B, R, R, 3] in [-1, 1]: labels [B, S, S] (17 classes), w_pair [B, 2, w_dim], fixed noise."""
-    from jaxface.edit import region
+    from jaxface.edit import region  # JAX: loaded once the command runs, not for --help
     return np.asarray(region.generate(self.G, self.params, labels, w_pair, mask, noise="const"))
 
 
 def camera_path(frames, max_yaw_deg, pitch_deg, distance):
   """SofGAN's free-view path: yaw sweep 0 → −max → 0 → +max → 0 (60% of the frames), then a spiral of half the
   amplitude in yaw and `pitch_deg` in pitch. Returns c2w [frames, 4, 4]."""
-  from jaxface.render import raymarch
+  from jaxface.render import raymarch  # JAX: loaded once the command runs, not for --help
   n1 = min(frames, max(1, round(frames * 0.6)))
   t = np.linspace(0, 1, n1, endpoint=False)
   yaw1 = -np.sin(2 * np.pi * t) * max_yaw_deg
@@ -102,7 +104,7 @@ def _to_uint8(x):
 
 
 def _colour(labels, size):
-  from jaxface.edit import region
+  from jaxface.edit import region  # JAX: loaded once the command runs, not for --help
   return (np.asarray(region.colorize(labels, size)) * 255).astype(np.uint8)
 
 
@@ -110,7 +112,7 @@ def _colour(labels, size):
 
 def render_sequence(model, geometry, style_seed, frames, size, max_yaw, pitch):
   """Frames [F, R, 2R, 3] uint8 (label colours | painted image)."""
-  from jaxface.data import synthetic_render as sr
+  from jaxface.data import synthetic_render as sr  # JAX: loaded once the command runs, not for --help
   code = model.code(geometry)
   labels = model.labels17(code, camera_path(frames, max_yaw, pitch, sr.CAMERA_Z), size)
   w = model.styles(style_seed, 2)
@@ -124,9 +126,9 @@ def render_sequence(model, geometry, style_seed, frames, size, max_yaw, pitch):
 
 def edit_grid(model, geometry, rows, regions, style_seed, size):
   """[rows, 2 + len(regions), R, R, 3] uint8: label map, base image, then each region restyled."""
-  from jaxface.data import synthetic_render as sr
-  from jaxface.edit import region
-  from jaxface.render import raymarch
+  from jaxface.data import synthetic_render as sr  # JAX: loaded once the command runs, not for --help
+  from jaxface.edit import region  # JAX: loaded once the command runs, not for --help
+  from jaxface.render import raymarch  # JAX: loaded once the command runs, not for --help
   kind, _, first = geometry.partition(":")
   c2w = np.asarray(raymarch.yaw_pitch_c2w(0.0, 0.0, sr.CAMERA_Z))[None]
   labels = np.concatenate([model.labels17(model.code(f"{kind}:{int(first) + r}"), c2w, size) for r in range(rows)])
@@ -140,7 +142,6 @@ def edit_grid(model, geometry, rows, regions, style_seed, size):
 
 
 def parse_args(argv):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.sofgan", description=__doc__)
   p.add_argument("command", choices=("render", "edit"), help="render: a free-view sequence; edit: a region grid")
   p.add_argument("--sof", required=True, help="a configs/sof.py training workdir (geometry)")
@@ -159,7 +160,7 @@ def parse_args(argv):
 
 def check_args(args):
   """Ranges and names, before any model is loaded. Returns the region groups."""
-  from jaxface.edit import region
+  from jaxface.edit import region  # JAX: loaded once the command runs, not for --help
   if not 2 <= args.frames <= MAX_FRAMES or not 1 <= args.rows <= MAX_ROWS:
     raise UserError(f"--frames {args.frames} must lie in [2, {MAX_FRAMES}] and --rows {args.rows} in [1, {MAX_ROWS}].")
   if not 0 <= args.max_yaw <= 60 or not 0 <= args.pitch <= 30:
@@ -179,8 +180,7 @@ def check_args(args):
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   regions = check_args(args)
-  from jaxface import grid as grid_lib
-  from jaxface import metrics
+  from jaxface import metrics  # JAX: loaded once the command runs, not for --help
   model = SofGAN(args.sof, args.siw)
   size = args.size or model.sof.res
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

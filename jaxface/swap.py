@@ -19,26 +19,14 @@ import sys
 
 import numpy as np
 
-from jaxface.errors import CheckpointError, UserError, cli
+from jaxface import cli as cli_lib
+from jaxface import grid as grid_lib
+from jaxface.data import images
+from jaxface.errors import UserError, cli
+from jaxface.runs import generator_samples as gs
+from jaxface.runs import latent_codes
 
 MAX_SOURCES = 64  # identity or attribute sources per grid side, and interpolation steps
-
-
-def load_run(workdir, step=None):
-  """(config, state with params and frozen nets) of a finished id-mapping run, checked against its generator."""
-  import jax
-  from jaxface.data import generator_samples as gs
-  from jaxface.train import id_mapping as train_lib
-  from jaxface.train import id_mapping_experts as experts_lib
-  from jaxface.train import rnet as rnet_lib
-  config, st, step = rnet_lib.read_checkpoint(workdir, step, trainer="id_mapping")
-  gen = train_lib.generator(config)
-  if str(gs.fingerprint(gen.params)) != config.generator.fingerprint:
-    raise CheckpointError(f"the generator checkpoint {config.generator.workdir} step {config.generator.step} is not "
-                          f"the one this mapper was trained against (its parameters changed); the mapper only works "
-                          f"with that exact generator. Restore it, or retrain the mapping.")
-  state = {"params": st["params"], "frozen": dict(experts_lib.load(config), G=gen.params)}
-  return config, jax.tree.map(np.asarray, state), gen
 
 
 def framing(gen):
@@ -52,18 +40,16 @@ def framing(gen):
 
 def read_face(path, gen, align=True):
   """A photo file -> [R, R, 3] uint8 framed like the generator's images (NoFaceError when none is found)."""
-  from jaxface.data import images
-  from jaxface.edit import embed
+  from jaxface.edit import embed  # JAX: loaded once the command runs, not for --help
   return embed.align_to(images.read_photo(path), gen.resolution, framing(gen), align)
 
 
 def swap_images(config, state, ids, attrs):
   """uint8 [N, R, R, 3] identity and attribute images (paired) -> uint8 swaps [N, R, R, 3]."""
   import jax
-  from jaxface.edit import generator_io
-  from jaxface.train import id_mapping as train_lib
+  from jaxface.runs import id_mapping as train_lib  # JAX: loaded once the command runs, not for --help
   fn = jax.jit(lambda a, b: train_lib.swap_fn(config)(state, train_lib.to_float(a), train_lib.to_float(b)))
-  return generator_io.postprocess(fn(np.asarray(ids), np.asarray(attrs)))
+  return latent_codes.postprocess(fn(np.asarray(ids), np.asarray(attrs)))
 
 
 def interpolate_w(config, state, id_pair, attr_pair, steps):
@@ -71,19 +57,17 @@ def interpolate_w(config, state, id_pair, attr_pair, steps):
   short of t = 1). id_pair / attr_pair: uint8 [2, R, R, 3] (the same image twice for the fixed source)."""
   import jax
   import jax.numpy as jnp
-  from jaxface.edit import generator_io
-  from jaxface.train import id_mapping as train_lib
+  from jaxface.runs import id_mapping as train_lib  # JAX: loaded once the command runs, not for --help
   fwd, synth = train_lib.mapper_fn(config), train_lib.synthesize_fn(train_lib.generator(config))
   w, _ = jax.jit(lambda a, b: fwd(state["params"], state["frozen"], train_lib.to_float(a), train_lib.to_float(b)))(
       np.asarray(id_pair), np.asarray(attr_pair))
   t = jnp.linspace(0.0, 1.0, steps)[:, None]
-  return generator_io.postprocess(jax.jit(synth)(state["frozen"]["G"], (1 - t) * w[0] + t * w[1]))
+  return latent_codes.postprocess(jax.jit(synth)(state["frozen"]["G"], (1 - t) * w[0] + t * w[1]))
 
 
 def grid(ids, attrs, swaps, id_names=None, attr_names=None):
   """[I], [A], [I*A] uint8 images -> one labelled picture: the attribute sources as a header row, the identity
   sources as a header column, the swaps inside; labels name each source (file names or held-out indices)."""
-  from jaxface import grid as grid_lib
   blank = np.full_like(ids[0], 255)
   cells = np.stack([np.stack([blank, *attrs])] + [np.stack([x, *swaps[i * len(attrs):(i + 1) * len(attrs)]])
                                                    for i, x in enumerate(ids)])
@@ -95,14 +79,12 @@ def grid(ids, attrs, swaps, id_names=None, attr_names=None):
 
 def interpolation_row(images, names, moving):
   """[T] uint8 images of an interpolation -> one labelled row: t of each column, the end points named."""
-  from jaxface import grid as grid_lib
   t = np.linspace(0.0, 1.0, len(images))
   return grid_lib.labelled_grid(np.asarray(images)[None], rows=[f"{names[0]} -> {names[1]}"],
                                 cols=[f"t={v:.2f}" for v in t], corner=moving)
 
 
 def _generated(config, start, count):
-  from jaxface.data import generator_samples as gs
   images, _, _ = gs.open_samples(config.samples.path)
   first = int(config.samples.num_images) + int(start)
   if first + count > images.shape[0]:
@@ -112,7 +94,6 @@ def _generated(config, start, count):
 
 
 def parse_args(argv):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.swap", description=__doc__)
   p.add_argument("--workdir", required=True, help="a configs/id_mapping.py training workdir")
   p.add_argument("--identity", nargs="+", default=[], help="identity source photo(s)")
@@ -145,6 +126,7 @@ def parse_args(argv):
 @cli
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
+  from jaxface.runs.id_mapping import load_run  # JAX: after the arguments parse
   from PIL import Image
   config, state, gen = load_run(args.workdir, args.step)
   if args.generated is not None:

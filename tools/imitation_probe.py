@@ -37,15 +37,17 @@ def main(argv=None):
   from jaxface import config as config_lib
   from jaxface.losses import imitative
   from jaxface.train import disco
-  from jaxface.train import disco_experts as dx
+  from jaxface.runs import disco as disco_run
+  from jaxface.runs import disco_expert_configs as dxc
+  from jaxface.runs import disco_experts as dx
 
   config = disco.prepare(config_lib.build(args.config, config_lib.parse_overrides(rest)))
   frozen = jax.tree.map(jnp.asarray, disco.constants(config)["frozen"])
-  G, experts = disco.generator(config), dx.functions(config)
+  G, experts = disco_run.generator(config), dx.functions(config)
   res, b, nd = config.model.resolution, config.batch_size, config.model.noise_dim
   pairs = args.pose_pairs > 0
   params = G.init({"params": jax.random.key(0), "noise": jax.random.key(0)},
-                  jnp.zeros((1, dx.lambda_dim(config) + nd)))["params"]
+                  jnp.zeros((1, dxc.lambda_dim(config) + nd)))["params"]
   tx = optax.adam(config.optim_G.lr, b1=config.optim_G.beta1, b2=config.optim_G.beta2, eps=config.optim_G.eps)
   opt = tx.init(params)
 
@@ -55,7 +57,7 @@ def main(argv=None):
     blocks = experts.decode(frozen, disco._imitative_z(experts, k_z, b, pairs))
     eps = jax.random.normal(k_eps, (b // 2 if pairs else b, nd))
     eps = jnp.concatenate([eps, eps]) if pairs else eps
-    t = disco.render_targets(experts, frozen, blocks, res)
+    t = disco_run.render_targets(experts, frozen, blocks, res)
     target, mask = t["image"] * 2 - 1, t["mask"]
     loss_mask = jnp.ones_like(mask) if args.pix_mask == "full" else mask
 
@@ -81,13 +83,13 @@ def main(argv=None):
       print(json.dumps(dict(step=i + 1, seconds=round(time.time() - t0), loss=round(float(np.mean(losses[-25:])), 4),
                             yaw_err_deg=round(float(np.median(errs[-200:])), 2))), flush=True)
 
-  blocks = experts.decode(frozen, disco.sample_z(experts, jax.random.key(12345), 4))
+  blocks = experts.decode(frozen, disco_run.sample_z(experts, jax.random.key(12345), 4))
   eps = jax.random.normal(jax.random.key(3), (4, nd))
   columns = []
   for yaw in np.linspace(-40, 40, 7):
     bl = dict(blocks, angle=blocks["angle"].at[:, 1].set(np.deg2rad(yaw)).at[:, 0].set(0.0))
     fake = G.apply({"params": params}, dx.generator_input(frozen, dx.flat_lambda(bl), eps), noise_mode="const")
-    target = disco.render_targets(experts, frozen, bl, res)["image"] * 2 - 1
+    target = disco_run.render_targets(experts, frozen, bl, res)["image"] * 2 - 1
     columns.append(np.concatenate([np.asarray(fake), np.asarray(target)], 1))  # [4, 2R, R, 3]
   grid = np.concatenate(list(np.concatenate(columns, 2)), 0)
   Image.fromarray(((grid + 1) * 127.5).clip(0, 255).astype(np.uint8)).save(args.out)

@@ -17,6 +17,7 @@ from ml_collections import ConfigDict
 import numpy as np
 from PIL import Image
 
+from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import cli
 
@@ -60,7 +61,6 @@ def measure(cfg, batch, seconds, warmup_batches=3):
 
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.bench.data", description=__doc__.split("\n\n")[0])
   p.add_argument("--num-images", type=int, default=256, help="images in the throw-away data set")
   p.add_argument("--batch", type=int, default=32, help="batch size")

@@ -28,6 +28,7 @@ import copy
 import sys
 import time
 
+from jaxface import cli as cli_lib
 from jaxface import config as config_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import cli
@@ -39,7 +40,8 @@ parallel = lazy_import("jaxface.parallel")
 common = lazy_import("jaxface.bench.common")
 imitative = lazy_import("jaxface.losses.imitative")
 disco = lazy_import("jaxface.train.disco")
-dx = lazy_import("jaxface.train.disco_experts")
+dx = lazy_import("jaxface.runs.disco_experts")
+dxc = lazy_import("jaxface.runs.disco_expert_configs")
 loop = lazy_import("jaxface.train.loop")
 
 PHASES = ((1, False, True), (2, False, True))  # (stage, pixel phase, R1)
@@ -62,7 +64,7 @@ def plain_config(config):
 def bootstrap_steps(config, steps):
   """Shortens every bootstrap expert training to `steps` (a separate cache entry: its config differs)."""
   b = config.experts.bootstrap
-  for name in dx.NAMES:
+  for name in dxc.NAMES:
     overrides = dict(b[f"{name}_overrides"])
     overrides.update({"total_steps": steps, "ckpt/every_steps": steps})
     b[f"{name}_overrides"] = overrides
@@ -180,7 +182,6 @@ def _preset(spec):
 
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   parser = cli_lib.parser("jaxface.bench.disco", description=__doc__)
   parser.add_argument("--config", default="configs/disco.py", help="config file and optional :ARGS")
   parser.add_argument("--steps", type=int, default=10, help="timed calls per measurement")

@@ -10,6 +10,8 @@ Registry-shipped experts use their real converted weights (fetched on first use)
 
 import numpy as np
 
+from jaxface import assets
+from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import cli
 
@@ -29,24 +31,21 @@ def _random_like(shapes, seed=0):
 def _experts(dtype):
   """name -> (build() -> (fn(params, x), params), input shape (H, W, 3), input range)."""
   def dlib():
-    from jaxface import assets
-    from jaxface.models import idnet
+    from jaxface.models import idnet  # JAX: loaded once the command runs, not for --help
     return idnet.DlibResNet(dtype).apply, idnet.dlib_params(assets.load_params("dlib_resnet"))
 
   def mesh():
-    from jaxface import assets
-    from jaxface.models import landmarks
+    from jaxface.models import landmarks  # JAX: loaded once the command runs, not for --help
     params, graph = landmarks.split(assets.load_params("face_landmark"))
     return (lambda p, x: landmarks.face_mesh(p, graph, x, dtype)[0]), params
 
   def blazeface():
-    from jaxface import assets
-    from jaxface.models import landmarks
+    from jaxface.models import landmarks  # JAX: loaded once the command runs, not for --help
     params, graph = landmarks.split(assets.load_params("blazeface"))
     return (lambda p, x: landmarks.run_graph(graph, p, x, dtype=dtype)[0]), params
 
   def inception():
-    from jaxface.models import inception as inc
+    from jaxface.models import inception as inc  # JAX: loaded once the command runs, not for --help
     apply, variables = inc.load(dtype)
     return (lambda v, x: inc.InceptionV3(dtype).apply(v, x)), variables
 
@@ -56,7 +55,7 @@ def _experts(dtype):
       return module.apply, _random_like(jax.eval_shape(module.init, jax.random.key(0), x))
     return build
 
-  from jaxface.models import idnet, rnet
+  from jaxface.models import idnet, rnet  # JAX: loaded once the command runs, not for --help
   return {
       "dlib_resnet": (dlib, 150),
       "face_mesh": (mesh, 192),
@@ -70,7 +69,6 @@ def _experts(dtype):
 
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   ap = cli_lib.parser("jaxface.bench.experts", description=__doc__)
   ap.add_argument("--batch", type=int, default=32, help="images per call (training batch size)")
   ap.add_argument("--only", default="", help="comma-separated expert names (default: all)")

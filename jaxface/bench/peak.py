@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxface import assets
+from jaxface import cli as cli_lib
 from jaxface.bench import common
 from jaxface.errors import cli
 
@@ -99,7 +100,6 @@ def roofline(dtype="float32"):
 
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   parser = cli_lib.parser("jaxface.bench.peak", description=__doc__)
   parser.add_argument("--remeasure", action="store_true", help="measure again instead of reading the cache")
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="operand dtype")

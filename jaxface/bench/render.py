@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import cli
 
@@ -93,7 +94,7 @@ def raster_inputs(fm, res, batch, seed=0):
 def run_raster(fm, res, batch, iters, batch_mode="vmap"):
   """jaxface rasterize + interpolate + antialias alone on given positions/colours, over the batch with
   `jax.vmap` or `jax.lax.map` (one image after another, like the GL loop; faster on XLA:CPU)."""
-  from jaxface.render import rasterize as rast
+  from jaxface.render import rasterize as rast  # JAX: loaded once the command runs, not for --help
   tri = fm.render_tri
 
   def one(pos, col):
@@ -170,11 +171,11 @@ def compare_gl(resolutions, batch, iters):
 
 def save_picture(path, model="mp468", res=192):
   """The mean face under several poses (rows) and lights (columns), as one PNG."""
+  from jaxface.render import face_models  # JAX: `--help` answers without loading it
   from PIL import Image
 
-  from jaxface.render import face_model as fm_lib
   try:
-    fm = fm_lib.load_face_model(model, level=2) if model == "mp468" else facegrid.procedural_face_model()
+    fm = face_models.load_face_model(model, level=2) if model == "mp468" else facegrid.procedural_face_model()
   except Exception as e:  # the built-in model may be missing in a partial checkout
     print(f"mp468 unavailable ({e}); using the procedural 70k face")
     fm = facegrid.procedural_face_model()
@@ -199,7 +200,6 @@ def save_picture(path, model="mp468", res=192):
 
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   ap = cli_lib.parser("jaxface.bench.render", description=__doc__.split("\n")[0])
   ap.add_argument("--quick", action="store_true", help="batch 16 only, 3 iterations")
   ap.add_argument("--resolutions", type=int, nargs="+", default=[224, 256], help="render resolutions")

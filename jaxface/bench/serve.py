@@ -18,7 +18,10 @@ import time
 
 import numpy as np
 
+from jaxface import cli as cli_lib
+from jaxface import serve
 from jaxface.cli import lazy_import
+from jaxface.data import synthetic
 from jaxface.errors import cli
 
 # Imported on first use: `--help` and argument mistakes answer without loading JAX.
@@ -76,7 +79,6 @@ def over_http(port, states, warmup=3):
 def world_photo_png(resolution=128, index=12345):
   from PIL import Image
 
-  from jaxface.data import synthetic
   buf = io.BytesIO()
   img = synthetic.to_uint8(synthetic.render_items([index], resolution, batch_size=1)["image"][0])
   Image.fromarray(img).save(buf, "PNG")
@@ -84,9 +86,8 @@ def world_photo_png(resolution=128, index=12345):
 
 
 def run(workdir, frames, embed_steps, upload):
-  from jaxface import serve
-  from jaxface.generate import Generator
-  from jaxface.web.editor import Editor
+  from jaxface.runs.disco_generator import Generator  # JAX: loaded once the command runs, not for --help
+  from jaxface.web.editor import Editor  # JAX: loaded once the command runs, not for --help
   gen = Generator.load(workdir)
   editor = Editor(gen, embed_steps)
   t0 = time.perf_counter()
@@ -121,7 +122,6 @@ def run(workdir, frames, embed_steps, upload):
 
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.bench.serve", description=__doc__)
   p.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
   p.add_argument("--frames", type=int, default=60, help="timed frames per (identity, path)")

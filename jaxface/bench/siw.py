@@ -12,6 +12,7 @@ import collections
 import os
 import sys
 
+from jaxface import cli as cli_lib
 from jaxface import config as config_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import cli
@@ -57,7 +58,6 @@ def run(config, steps, flops=False):
 
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   parser = cli_lib.parser("jaxface.bench.siw", description=__doc__)
   parser.add_argument("--preset", default="small", help="configs/siw.py preset (small, faithful, tiny)")
   parser.add_argument("--steps", type=int, default=5, help="timed steps per phase variant")

@@ -10,6 +10,7 @@ Prints a table and appends one line per preset to bench/results.jsonl.
 
 import numpy as np
 
+from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import cli
 
@@ -38,7 +39,8 @@ def random_batch(config, seed=0):
 
 def run(presets, steps):
   from configs import sof as sof_config
-  from jaxface.train import sof as sof_lib
+  from jaxface.train import sof as sof_lib  # JAX: loaded once the command runs, not for --help
+  from jaxface.runs import sof as sof_run  # JAX: loaded once the command runs, not for --help
   rows = []
   for preset in presets:
     config = sof_config.get_config(preset)
@@ -47,7 +49,7 @@ def run(presets, steps):
     step = jax.jit(sof_lib.train_step(config), static_argnames=("phase",), donate_argnums=(0,))
     sec, state = common.time_steps(step, state, batch, jax.random.key(1), None, steps)
     rays = batch["labels"].size
-    model = sof_lib.SOFModel(config, state["params"], 0)
+    model = sof_run.SOFModel(config, state["params"], 0)
     res = config.data.resolution
     z, c2w = np.asarray(state["params"]["codes"][:1]), np.asarray(batch["c2w"][:1])
     render_sec = common.time_fn(lambda: model.logits(z, c2w, chunk=1), warmup=1, iters=max(2, steps // 2))
@@ -65,7 +67,6 @@ def run(presets, steps):
 
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.bench.sof", description=__doc__.splitlines()[0])
   p.add_argument("--presets", nargs="+", default=["one", "multi"], help="configs/sof.py presets")
   p.add_argument("--steps", type=int, default=10, help="timed training steps per preset")

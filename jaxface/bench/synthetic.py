@@ -9,6 +9,7 @@ resolution in bench/results.jsonl.
 
 import numpy as np
 
+from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import cli
 
@@ -38,7 +39,6 @@ def run(resolutions=(64, 256), batch=16, level=1, iters=5):
 
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.bench.synthetic", description=__doc__.splitlines()[0])
   p.add_argument("--resolutions", type=int, nargs="+", default=[64, 256], help="render resolutions")
   p.add_argument("--batch", type=int, default=16, help="samples per call")

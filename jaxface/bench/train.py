@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from jaxface import cli as cli_lib
 from jaxface import config as config_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import cli
@@ -78,7 +79,6 @@ def _cycle_length(config):
 
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   parser = cli_lib.parser("jaxface.bench.train", description=__doc__)
   parser.add_argument("--config", required=True, help="config file and optional :ARGS, e.g. configs/stylegan2.py:tiny")
   parser.add_argument("--steps", type=int, default=10, help="timed steps per phase variant")

@@ -11,6 +11,7 @@ import importlib
 
 import numpy as np
 
+from jaxface import cli as cli_lib
 from jaxface import config as config_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import UserError, cli
@@ -67,7 +68,6 @@ def run(name, preset="small", batch=None, iters=5, overrides=(), results=None):
 
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   ap = cli_lib.parser("jaxface.bench.trained_experts", description=__doc__)
   ap.add_argument("--only", default="", help="comma-separated experts (rnet, parser; default: both)")
   ap.add_argument("--preset", default="small", help="config preset (small | faithful)")

@@ -19,7 +19,7 @@ _PASSIVE = {"Add", "Flatten", "Reshape", "Identity", "Dropout", "Relu", "Shape",
 def _onnx():
   try:
     import onnx  # noqa: PLC0415  (optional dependency, only for users who bring ONNX weights)
-    from onnx import numpy_helper  # noqa: PLC0415
+    from onnx import numpy_helper  # noqa: PLC0415  (the optional onnx package, as above)
   except ImportError as e:
     raise AssetError("reading ONNX weights needs the `onnx` package: pip install onnx==1.23.2") from e
   return onnx, numpy_helper

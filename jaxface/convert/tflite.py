@@ -22,7 +22,7 @@ SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "PRELU", "RELU", "ADD", "MUL", "MAX
 
 def _tflite():
   try:
-    import tflite  # noqa: PLC0415
+    import tflite  # noqa: PLC0415  (optional dependency, only for converting MediaPipe .tflite files)
   except ImportError as e:
     raise AssetError("converting .tflite files needs the `tflite` package: pip install tflite==2.18.0") from e
   return tflite
@@ -64,7 +64,7 @@ _NP = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: n
 def convert(path):
   """A .tflite model -> {'t<i>': float32 param, ..., '__graph__': JSON string}."""
   tfl = _tflite()
-  from tflite.BuiltinOperator import BuiltinOperator  # noqa: PLC0415
+  from tflite.BuiltinOperator import BuiltinOperator  # noqa: PLC0415  (the optional tflite package, as above)
   opnames = {v: k for k, v in BuiltinOperator.__dict__.items() if not k.startswith("_")}
   with open(path, "rb") as f:
     buf = f.read()

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from jaxface.errors import DataError
+from jaxface.models import detector, landmarks
 
 # Subject's right eye, left eye, nose tip, right mouth corner, left mouth corner; x right, y up.
 LM3D_CANONICAL = np.array([
@@ -74,14 +75,12 @@ def align_with_points(image, lm5, target_size=224, rescale_factor=None, lm3d=Non
 
 @functools.lru_cache(maxsize=1)
 def _mesh():
-  from jaxface.models import landmarks  # noqa: PLC0415
   apply, params = landmarks.load()
   return params, landmarks.jit(apply)
 
 
 def face_points(image, detection=None):
   """5 alignment points (image pixels) of the most confident face: BlazeFace -> face mesh."""
-  from jaxface.models import detector, landmarks  # noqa: PLC0415
   img = np.asarray(image)
   if detection is None:
     dets = detector.detect(img)

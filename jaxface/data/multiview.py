@@ -23,7 +23,11 @@ import os
 
 import numpy as np
 
+from jaxface import assets
+from jaxface.data import synthetic
+from jaxface.data import synthetic_factors as sf
 from jaxface.errors import ConfigError
+from jaxface.render import raymarch
 
 # A palette for label maps (synthetic.CLASSES order); background black.
 PALETTE = np.array([
@@ -50,12 +54,10 @@ def heldout_indices(num_views, heldout):
 
 
 def _world_cfg(data_cfg):
-  from jaxface.data import synthetic_factors as sf
   return sf.as_world_config(data_cfg)
 
 
 def cache_key(instances, num_views, resolution, data_cfg, max_yaw, max_pitch):
-  from jaxface import assets
   cfg = _world_cfg(data_cfg)
   spec = json.dumps({"instances": [int(i) for i in instances], "views": int(num_views), "res": int(resolution),
                      "world": repr(cfg), "yaw": float(max_yaw), "pitch": float(max_pitch), "v": 1}, sort_keys=True)
@@ -68,7 +70,6 @@ def render_instances(instances, num_views, resolution, data_cfg=None, max_yaw=45
   seg uint8 [I, V, R, R], c2w float32 [I, V, 4, 4], k float32 [3, 3] (at R), yaw/pitch float32 [V] (radians),
   instances int64 [I]."""
   import jax
-  from jaxface.data import synthetic
   instances = np.asarray(list(instances), np.int64)
   if len(instances) < 1:
     raise ConfigError("multi-view data needs at least one instance.")
@@ -132,7 +133,6 @@ class RayBatches:
     self.balance_after = int(balance_after)  # uniform rays for the first steps: balancing from step 0 can diverge
     per = self.batch_size // process_count
     self.lo, self.hi = process_index * per, (process_index + 1) * per
-    from jaxface.render import raymarch
     self.grid = raymarch.pixel_grid(self.res, self.res)
 
   def __iter__(self):

@@ -22,6 +22,7 @@ import sys
 
 import tqdm
 
+from jaxface import cli as cli_lib
 from jaxface.data import images
 from jaxface.errors import DataError, UserError, cli
 
@@ -168,7 +169,6 @@ def prepare(src, dst, resolution, shards=1, align=False, workers=0, overwrite=Fa
 
 
 def _parser():
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.data.prepare", description=__doc__.split("\n\n")[0])
   p.add_argument("src", metavar="SRC", help="folder of .png/.jpg images (recursive), or synthetic:N")
   p.add_argument("dst", metavar="DST", help="output folder for the .array_record shards and meta.json")

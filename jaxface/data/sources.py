@@ -17,7 +17,7 @@ import os
 
 import grain
 
-from jaxface.data import images
+from jaxface.data import generated, images
 from jaxface.errors import ConfigError, DataError
 
 KINDS = ("folder", "arrayrecord", "tfds", "generated", "synthetic")
@@ -173,7 +173,6 @@ def make_source(data_cfg):
   if kind == "tfds":
     return TfdsSource(_get(data_cfg, "tfds_name"), _get(data_cfg, "split") or "train", path or None)
   if kind == "generated":
-    from jaxface.data import generated
     return generated.GeneratedSource(_get(data_cfg, "resolution"),
                                      _get(data_cfg, "num_examples", None) or generated.DEFAULT_NUM_IMAGES)
   if kind == "synthetic":

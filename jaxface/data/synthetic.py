@@ -9,7 +9,7 @@ from `make_source(cfg)` (cheap, random access) and render on device inside their
     python -m jaxface.data.prepare synthetic:N DST --resolution R       (uses `prepare_items`)
 
 Sample contents: image, identity index, coefficients in the `FaceModel` layout of
-`jaxface.render.mp468.build_face_model(level=cfg.level)` (id 48, tex 48, exp 20 named, angle (x, y, z)
+`jaxface.render.mp468_bases.build_face_model(level=cfg.level)` (id 48, tex 48, exp 20 named, angle (x, y, z)
 radians, gamma 27, trans 3 dm), landmarks 468 and 68 (pixels), segmentation (`synthetic_world.CLASSES`),
 attribute labels (`synthetic_factors.attributes`). Multi-view mode (SofGAN): `multiview_factors`.
 """
@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import ConfigError, UserError, cli
 
@@ -180,7 +181,6 @@ def contact_sheet(n=64, resolution=128, cfg=None, start=0):
 
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.data.synthetic", description=__doc__.splitlines()[0])
   p.add_argument("--sheet", required=True, help="output PNG path of the contact sheet")
   p.add_argument("--n", type=int, default=64, help="samples on the sheet, 1 to 4096")

@@ -18,8 +18,7 @@ import numpy as np
 
 from jaxface.data import synthetic_world as sw
 from jaxface.render import camera as cam_lib
-from jaxface.render import lighting
-from jaxface.render import mp468
+from jaxface.render import lighting, mp468
 from jaxface.render import rasterize as rz
 
 CAMERA_Z = 10.0

@@ -13,7 +13,7 @@ import functools
 import jax.numpy as jnp
 import numpy as np
 
-from jaxface.render import mp468
+from jaxface.render import mp468, mp468_bases
 
 # Segmentation classes: a superset of SofGAN's (l/r split where SofGAN splits), see `to_sofgan17`.
 CLASSES = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "l_nose", "r_nose", "mouth", "u_lip",
@@ -73,7 +73,7 @@ def _point_in_polygon(p, poly):
 @functools.lru_cache(maxsize=3)
 def build_world(level=1):
   """The static world mesh for a subdivision level (dict of numpy arrays)."""
-  fm = mp468.build_face_model_arrays(level=level)
+  fm = mp468_bases.build_face_model_arrays(level=level)
   face_v = fm["mean_shape"]
   n_face = len(face_v)
   face_labels = np.array([C["skin"], C["r_brow"], C["l_brow"], C["r_eye"], C["l_eye"], -1, C["u_lip"],

@@ -26,8 +26,12 @@ import numpy as np
 import optax
 from PIL import Image
 
+from jaxface.data import align as align_lib
+from jaxface.data import images
 from jaxface.errors import DataError
 from jaxface.losses import ssim as ssim_lib
+from jaxface.runs.disco_factors import ANGLES
+from jaxface.runs.disco_generator import apply_setting, to_uint8
 
 
 class NoFaceError(DataError):
@@ -61,7 +65,6 @@ class Embedding(NamedTuple):
 
 def read_photo(source, max_pixels=None):
   """A photo file (path or bytes) -> (H, W, 3) uint8: `jaxface.data.images.read_photo` (safe decoding)."""
-  from jaxface.data import images
   return images.read_photo(source, images.MAX_PHOTO_PIXELS if max_pixels is None else max_pixels)
 
 
@@ -99,7 +102,6 @@ def align_to(image, resolution, rescale_factor, align=True):
   img = as_rgb(image)
   if not align:
     return np.asarray(Image.fromarray(img).resize((resolution, resolution), Image.BICUBIC))
-  from jaxface.data import align as align_lib
   try:
     return align_lib.align_image(img, target_size=resolution, rescale_factor=rescale_factor)
   except DataError as e:
@@ -213,7 +215,6 @@ def embed_photos(gen, images, config=None, progress=False, **overrides):
     recon = gen.synthesize(var["ws"], var["noise"])
     parts.append(jax.tree.map(lambda a: np.asarray(a)[:n], (var, blocks, recon, t)))
   var, blocks, recon, t = jax.tree.map(lambda *a: np.concatenate(a), *parts)
-  from jaxface.generate import to_uint8
   return Embedding(ws=var["ws"], noise=var["noise"], blocks=blocks, target=aligned, recon=to_uint8(recon),
                    losses=t)
 
@@ -229,9 +230,8 @@ def edit_ws(gen, ws, blocks_old, blocks_new):
 
 def edited(gen, emb, settings):
   """Images [N, R, R, 3] in [-1, 1] of every embedded photo with `settings` applied: ((key, value), ...) as in
-  `jaxface.generate.apply_setting` (absolute angles in degrees, factor seeds, named expression units), plus
+  `jaxface.runs.disco_generator.apply_setting` (absolute angles in degrees, factor seeds, named expression units), plus
   ("d_yaw" | "d_pitch" | "d_roll", degrees) for changes relative to the photo's own pose."""
-  from jaxface.generate import ANGLES, apply_setting
   new = {k: np.array(v, np.float32) for k, v in emb.blocks.items()}
   n = len(emb.ws)
   for key, value in settings:

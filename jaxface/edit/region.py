@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxface.data.synthetic_world import TO_SOFGAN17
 from jaxface.errors import DataError, UserError
 from jaxface.models import siw as siw_lib
 
@@ -40,7 +41,6 @@ MIN_LABEL_RES, MAX_LABEL_RES = 8, 1024
 
 def world_to_sofgan17(labels):
   """Synthetic-world labels (jaxface.data.synthetic.CLASSES, 16) -> SofGAN's 17 (works on numpy and JAX)."""
-  from jaxface.data.synthetic_world import TO_SOFGAN17
   if isinstance(labels, np.ndarray):
     return TO_SOFGAN17[labels]
   return jnp.asarray(TO_SOFGAN17)[labels]

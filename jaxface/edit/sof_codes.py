@@ -15,7 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxface.data import synthetic_render as sr
 from jaxface.errors import DataError, UserError
+from jaxface.losses import sof as sof_losses
+from jaxface.models.sof import SOF
+from jaxface.render import raymarch
 
 # ------------------------------------------------------------------------------------------------- GMM
 
@@ -133,15 +137,12 @@ def check_yaw_pitch(yaw, pitch, max_yaw, max_pitch):
 def invert(model, seg, yaw=0.0, pitch=0.0, steps=200, lr=1e-2, opt_cam=False, rays=1024, seed=0, z_init=None,
            w_latent=None):
   """Fits a code (and with `opt_cam` the camera's yaw/pitch) to one label map [R, R] seen from (yaw, pitch)
-  radians, networks frozen. Returns dict(z [D], yaw, pitch, losses [steps]). `model` is a train.sof.SOFModel."""
-  from jaxface.render import raymarch
-  from jaxface.train import sof as sof_lib
+  radians, networks frozen. Returns dict(z [D], yaw, pitch, losses [steps]). `model` is a runs.sof.SOFModel."""
   cfg = model.config
   mv = cfg.multiview
   seg = check_label_map(seg, model.num_classes, model.res)
   max_yaw, max_pitch = np.deg2rad(mv.max_yaw), np.deg2rad(mv.max_pitch)
   check_yaw_pitch(yaw, pitch, max_yaw, max_pitch)
-  from jaxface.data import synthetic_render as sr
   distance = sr.CAMERA_Z
   k = jnp.asarray(model.intrinsics())
   grid = jnp.asarray(raymarch.pixel_grid(model.res, model.res))
@@ -160,8 +161,8 @@ def invert(model, seg, yaw=0.0, pitch=0.0, steps=200, lr=1e-2, opt_cam=False, ra
         n_rays)
     o, d = raymarch.rays(grid[pix], k, c2w, model.orthographic)
     out = model.net.apply({"params": model.params}, v["z"][None], o[None], d[None], c2w[None], None,
-                          method=sof_lib.SOF.render)
-    return sof_lib.losses(out, v["z"][None], labels[pix][None], lco)[0]
+                          method=SOF.render)
+    return sof_losses.losses(out, v["z"][None], labels[pix][None], lco)[0]
 
   @jax.jit
   def step(v, opt, key):

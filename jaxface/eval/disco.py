@@ -25,10 +25,12 @@ import sys
 
 import numpy as np
 
+from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import UserError, cli
 from jaxface.eval.disentangle import FACTORS, ds_from_spreads, ds_interval, group_spreads, spreads as _spreads
 from jaxface.eval.fid import frechet_distance
+from jaxface.runs.disco_factors import ANGLES
 
 jax = lazy_import("jax")  # imported on first use: `--help` and argument mistakes answer without loading JAX
 jnp = lazy_import("jax.numpy")
@@ -91,7 +93,7 @@ def _control_errors(rec, blocks, target_lm, width):
 
 def control(gen, measure, n, psi, seed=101):
   """Requested vs re-estimated factors of n fakes."""
-  from jaxface.train import disco
+  from jaxface.runs import disco  # JAX: loaded once the command runs, not for --help
   blocks, noise = _draw(gen, seed, n)
   fakes = _generate(gen, blocks, noise, psi)
   landmarks = jax.jit(lambda f, b: disco.render_targets(gen.experts, f, b, gen.resolution)["landmarks"])
@@ -135,7 +137,7 @@ def generated_groups(gen, measure, groups, size, psi, seed=303):
 # ------------------------------------------------------------------------------------------------- real references
 
 def _world_images(config, factor_list):
-  from jaxface.data import synthetic, synthetic_factors as sf
+  from jaxface.data import synthetic, synthetic_factors as sf  # JAX: loaded once the command runs, not for --help
   world = sf.as_world_config(config.data)
   fs = sf.stack(factor_list)
   fs["trans"] = np.zeros_like(fs["trans"])  # aligned, as the training reals
@@ -144,13 +146,13 @@ def _world_images(config, factor_list):
 
 
 def _world_sample(config, index):
-  from jaxface.data import synthetic_factors as sf
+  from jaxface.data import synthetic_factors as sf  # JAX: loaded once the command runs, not for --help
   return sf.sample_factors(index, sf.as_world_config(config.data))
 
 
 def _with_identity(f, g, config):
   """Sample g with f's identity (all per-identity fields)."""
-  from jaxface.data import synthetic_factors as sf
+  from jaxface.data import synthetic_factors as sf  # JAX: loaded once the command runs, not for --help
   ident = sf.identity_factors(int(f["identity"]), sf.as_world_config(config.data))
   out = dict(g)
   out.update(ident)
@@ -216,8 +218,8 @@ def real_references(config, measure, groups, size, n):
 
 def _world_landmarks(config, fs):
   """The face model's 68 landmarks of world factors (translation 0) at the data resolution."""
-  from jaxface.losses import recon as recon_losses
-  from jaxface.train import rnet as rnet_lib
+  from jaxface.losses import recon as recon_losses  # JAX: loaded once the command runs, not for --help
+  from jaxface.runs import rnet as rnet_lib  # JAX: loaded once the command runs, not for --help
   fm = rnet_lib.face_model(int(config.data.level))
   cam = rnet_lib.camera(config.data)
   coeffs = {k: jnp.asarray(fs[k]) for k in ("id", "exp", "angle", "trans")}
@@ -227,7 +229,7 @@ def _world_landmarks(config, fs):
 # ------------------------------------------------------------------------------------------------- FID
 
 def fid(gen, n, psi, config, seed=404):
-  from jaxface.models import inception
+  from jaxface.models import inception  # JAX: loaded once the command runs, not for --help
   apply, variables = inception.load()
   feats = jax.jit(lambda x: apply(variables, x))
   blocks, noise = _draw(gen, seed, n)
@@ -242,7 +244,7 @@ def _real_images(config, n):
   if config.data.kind == "synthetic":
     facts = [_world_sample(config, HELDOUT + 900_000 + i) for i in range(n)]
     return np.concatenate([_world_images(config, facts[i:i + 32])[0] for i in range(0, n, 32)])
-  from jaxface.train import common
+  from jaxface.data import batches as common  # JAX: loaded once the command runs, not for --help
   it = common.data_iterator(config)
   out = []
   while sum(len(x) for x in out) < n:
@@ -257,7 +259,6 @@ def evaluate_generator(gen, workdir=None):
   psi = float(e.get("psi", 1.0))
   measure = Measure(gen)
   out = {"step": gen.step, "psi": psi}
-  from jaxface import cli as cli_lib
   bar = cli_lib.progress(None, "evaluating", total=4 + (int(e.fid_samples) > 0) + (workdir is not None), unit="stage")
   out["control"] = control(gen, measure, int(e.control_samples), psi)
   bar.update()
@@ -299,22 +300,22 @@ SWEEPS = (("yaw", "-40:40"), ("pitch", "-20:20"), ("expression", "0:1000"), ("li
 
 def write_sweeps(gen, workdir):
   """Factor-sweep grids (identities in rows) in workdir/samples/, with the configured truncation."""
-  from jaxface import generate
+  from jaxface.runs import disco_generator  # JAX: loaded once the command runs, not for --help
   e, paths = gen.config.eval, []
   cols = int(e.sweep_steps)
   for key, rng in SWEEPS:
     lo, hi = (float(v) for v in rng.split(":"))
-    values = list(np.linspace(lo, hi, cols)) if key in generate.ANGLES else list(range(cols))
+    values = list(np.linspace(lo, hi, cols)) if key in ANGLES else list(range(cols))
     path = os.path.join(workdir, "samples", f"sweep_{key}_{gen.step:07d}.png")
-    generate.write_sweep(gen, path, (key, values), rows=int(e.sweep_identities))
+    disco_generator.write_sweep(gen, path, (key, values), rows=int(e.sweep_identities))
     paths.append(os.path.relpath(path, workdir))
   return paths
 
 
 def evaluate(config, state, workdir):
   """The method's `evaluate` hook: the in-memory final state, scored."""
-  from jaxface.generate import Generator
-  from jaxface.train import disco_experts as dx
+  from jaxface.runs.disco_generator import Generator  # JAX: loaded once the command runs, not for --help
+  from jaxface.runs import disco_experts as dx  # JAX: loaded once the command runs, not for --help
   state = jax.device_get({"G_ema": state["G_ema"], "frozen": state["frozen"], "step": state["step"]})
   state["frozen"] = dx.restored(state["frozen"])
   gen = Generator(config, state, int(state["step"]))
@@ -355,9 +356,16 @@ def summarize(r):
   return "\n".join(lines)
 
 
+
+
+def run(config, state, workdir):
+  """Control accuracy, identity consistency, Disentanglement Score (and FID when eval.fid_samples > 0), plus
+  factor-sweep grids in workdir/samples/ (jaxface/eval/disco.py)."""
+  return evaluate(config, state, workdir)
+
+
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.eval.disco", description=__doc__)
   p.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
@@ -370,7 +378,7 @@ def main(argv=None):
   for name in ("groups", "samples"):
     if getattr(args, name) is not None and getattr(args, name) < 2:
       raise UserError(f"--{name} {getattr(args, name)}: needs at least 2.")
-  from jaxface.generate import Generator
+  from jaxface.runs.disco_generator import Generator  # JAX: loaded once the command runs, not for --help
   gen = Generator.load(args.workdir, args.step)
   with gen.config.unlocked():
     gen.config.eval.groups = args.groups or gen.config.eval.groups

@@ -20,8 +20,10 @@ import time
 
 import numpy as np
 
+from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import UserError, cli
+from jaxface.eval.disco import Measure, _replace, _world_images, _world_sample
 
 jnp = lazy_import("jax.numpy")  # imported on first use: `--help` and argument mistakes answer without loading JAX
 
@@ -39,10 +41,9 @@ def _cos(a, b):
 
 def evaluate(gen, num=16, steps=600, batch_size=16, yaw_delta=20.0, config=None):
   """Returns (results dict, grid images [rows, cols, R, R, 3] uint8: photo, reconstruction, yaw −, yaw +)."""
-  from jaxface.edit import embed
-  from jaxface.eval.disco import Measure, _replace, _world_images, _world_sample
-  from jaxface.generate import to_uint8
-  from jaxface.losses import ssim
+  from jaxface.edit import embed  # JAX: loaded once the command runs, not for --help
+  from jaxface.runs.disco_generator import to_uint8  # JAX: loaded once the command runs, not for --help
+  from jaxface.losses import ssim  # JAX: loaded once the command runs, not for --help
   cfg = gen.config
   facts = [_world_sample(cfg, HELDOUT + i) for i in range(num)]
   photos = to_uint8(_world_images(cfg, facts)[0])
@@ -88,7 +89,6 @@ def evaluate(gen, num=16, steps=600, batch_size=16, yaw_delta=20.0, config=None)
 
 
 def parse_args(argv):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.eval.embed", description=__doc__)
   p.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
   p.add_argument("--num", type=int, default=16, help="held-out world images")
@@ -106,8 +106,8 @@ def parse_args(argv):
 @cli
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  from jaxface import metrics
-  from jaxface.generate import Generator
+  from jaxface import metrics  # JAX: loaded once the command runs, not for --help
+  from jaxface.runs.disco_generator import Generator  # JAX: loaded once the command runs, not for --help
   gen = Generator.load(args.workdir, args.step)
   res, grid = evaluate(gen, args.num, args.steps, args.batch_size, args.yaw)
   out = args.out or os.path.join(args.workdir, "eval")

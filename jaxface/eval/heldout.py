@@ -6,6 +6,7 @@
 import json
 import os
 
+from jaxface import cli as cli_lib
 from jaxface.errors import UserError
 
 
@@ -15,7 +16,6 @@ def main(argv, *, module, description, workdir_help, default_num, default_start,
 
   Writes the result to --out (default WORKDIR/eval/heldout_step_<step>.json) and prints `shown(result)`.
   """
-  from jaxface import cli as cli_lib
   p = cli_lib.parser(module, description=description)
   p.add_argument("--workdir", required=True, help=workdir_help)
   p.add_argument("--num", type=int, default=default_num, help="held-out samples")

@@ -23,8 +23,12 @@ import sys
 
 import numpy as np
 
+from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
+from jaxface.data import synthetic
 from jaxface.errors import UserError, cli
+from jaxface.runs import generator_samples as gs
+from jaxface.runs.workdir import checkpoint_steps
 
 jax = lazy_import("jax")  # imported on first use: `--help` and argument mistakes answer without loading JAX
 jnp = lazy_import("jax.numpy")
@@ -52,8 +56,8 @@ def _deg(a, b):
 
 def measure_fn(config):
   """Jitted (state, uint8 I_id, uint8 I_attr) -> per-pair measurements of the swap; build once per evaluation."""
-  from jaxface.train import id_mapping as train_lib
-  from jaxface.train import id_mapping_experts as experts_lib
+  from jaxface.runs import id_mapping as train_lib  # JAX: loaded once the command runs, not for --help
+  from jaxface.runs import id_mapping_experts as experts_lib  # JAX: loaded once the command runs, not for --help
   ex, swap = experts_lib.functions(config), train_lib.swap_fn(config)
 
   @jax.jit
@@ -91,8 +95,7 @@ def summarize_cross(m, resolution):
 
 
 def evaluate(config, state, workdir, log=print):
-  from jaxface.data import generator_samples as gs
-  from jaxface.train import id_mapping as train_lib
+  from jaxface.runs import id_mapping as train_lib  # JAX: loaded once the command runs, not for --help
   del workdir
   state = jax.device_get(state)
   gen = train_lib.generator(config)
@@ -118,8 +121,7 @@ def evaluate(config, state, workdir, log=print):
 
 def _world(config, state, gen, measure):
   """Synthetic-world renders with known pose as the attribute (and identity) sources."""
-  from jaxface.data import synthetic
-  from jaxface.data import synthetic_factors as sf
+  from jaxface.data import synthetic_factors as sf  # JAX: loaded once the command runs, not for --help
   n, wcfg = int(config.eval.world_pairs), sf.as_world_config(gen.config.data)
   attr_idx = [WORLD_HELDOUT + i for i in range(n)]
   id_idx = [WORLD_HELDOUT + 100_000 + i for i in range(n)]
@@ -134,9 +136,14 @@ def _world(config, state, gen, measure):
           "id_to_attr": float(np.mean(m["id_to_attr"])), "pairs": n}
 
 
+
+
+def run(config, state, workdir):
+  return evaluate(config, state, workdir)
+
+
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.eval.id_mapping", description=__doc__)
   p.add_argument("--workdir", required=True, help="a configs/id_mapping.py training workdir")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
@@ -144,10 +151,9 @@ def main(argv=None):
   args = p.parse_args(sys.argv[1:] if argv is None else argv)
   if args.step is not None and args.step < 0:
     raise UserError(f"--step {args.step}: checkpoint steps are >= 0.")
-  from jaxface import swap
-  from jaxface.edit import generator_io
+  from jaxface.runs import id_mapping as swap  # JAX: loaded once the command runs, not for --help
   config, state, _ = swap.load_run(args.workdir, args.step)
-  step = args.step if args.step is not None else max(generator_io.checkpoint_steps(args.workdir))
+  step = args.step if args.step is not None else max(checkpoint_steps(args.workdir))
   result = evaluate(config, state, args.workdir)
   result["step"] = step
   out = args.out or os.path.join(args.workdir, "eval", f"id_mapping_step_{step}.json")

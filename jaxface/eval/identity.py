@@ -17,7 +17,10 @@ import json
 
 import numpy as np
 
+from jaxface import assets
+from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import, progress
+from jaxface.data import synthetic
 from jaxface.errors import ConfigError, UserError, cli
 
 jax = lazy_import("jax")  # imported on first use: `--help` and argument mistakes answer without loading JAX
@@ -49,8 +52,8 @@ def roc_auc(scores, labels):
 
 def make_pairs(num_pairs, first_identity, num_identities, world, seed=0):
   """Factor batches (a, b) and labels [P] (1 = same identity) over identities [first_identity, num_identities)."""
-  from jaxface.data import synthetic_factors as sf
-  from jaxface.train.idnet import identity_sample
+  from jaxface.data import synthetic_factors as sf  # JAX: loaded once the command runs, not for --help
+  from jaxface.runs.idnet import identity_sample  # JAX: loaded once the command runs, not for --help
   world = sf.as_world_config(world)
   if num_identities - first_identity < 2 or num_pairs < 2:
     raise ConfigError(f"need >= 2 held-out identities and pairs (identities [{first_identity}, {num_identities}), "
@@ -93,8 +96,7 @@ def dlib_chip(image, landmarks68, size=CHIP):
 def dlib_embedder(dtype=None):
   """(embed fn on renders, score fn) for the registry dlib descriptor (float32 unless `dtype`)."""
   dtype = dtype or jnp.float32
-  from jaxface import assets
-  from jaxface.models import idnet
+  from jaxface.models import idnet  # JAX: loaded once the command runs, not for --help
   variables = idnet.dlib_params(assets.load_params("dlib_resnet"))
   net = idnet.DlibResNet(dtype)
 
@@ -111,8 +113,7 @@ def synthetic_embedder(fn):
 
 def arcface_embedder(path):
   """(embed fn, score fn) for the user's ArcFace iresnet on 112x112 chips (the dlib-style chip, resized)."""
-  from jaxface import assets
-  from jaxface.models import idnet
+  from jaxface.models import idnet  # JAX: loaded once the command runs, not for --help
   net, variables = idnet.arcface_from_flat(assets.load_params("arcface", path))
 
   def embed(out):
@@ -127,7 +128,6 @@ def id_unit(x):
 
 def verify(embedder, pairs, world, resolution, batch_size=50):
   """ROC-AUC (and the score gap) of one option on `pairs` rendered at `resolution`."""
-  from jaxface.data import synthetic
   embed, score = embedder
   a, b, labels = pairs
 
@@ -148,9 +148,21 @@ def verify(embedder, pairs, world, resolution, batch_size=50):
           "mean_score_same": float(sc[labels == 1].mean()), "mean_score_diff": float(sc[labels == 0].mean())}
 
 
+
+
+def run(config, state, workdir):
+  """Verification ROC-AUC on identities never trained on (jaxface/eval/identity.py)."""
+  from jaxface.runs.idnet import embed_fn  # JAX: `--help` answers without loading it
+  state = jax.device_get(state)
+  fn = embed_fn(config, state["params"]["net"], state["batch_stats"])
+  pairs = make_pairs(config.eval.num_pairs, config.eval.first_identity, config.data.num_identities,
+                             config.data, seed=config.eval.seed)
+  return {"synthetic_idnet": verify(synthetic_embedder(fn), pairs, config.data,
+                                            config.data.resolution)}
+
+
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.eval.identity", description=__doc__.splitlines()[0])
   p.add_argument("--idnet-workdir", default="", help="workdir of a configs/idnet.py training (synthetic option)")
   p.add_argument("--arcface", default="", help="insightface iresnet weights (.onnx/.pth); omitted = not evaluated")
@@ -171,7 +183,7 @@ def main(argv=None):
   if not args.no_dlib:
     results["dlib"] = verify(dlib_embedder(), pairs, world, args.resolution)
   if args.idnet_workdir:
-    from jaxface.train.idnet import load_idnet
+    from jaxface.runs.idnet import load_idnet  # JAX: loaded once the command runs, not for --help
     net = load_idnet(args.idnet_workdir)
     if net["resolution"] != args.resolution:
       raise ConfigError(f"the net in {args.idnet_workdir} was trained at {net['resolution']}px; pass --resolution "

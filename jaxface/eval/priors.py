@@ -21,7 +21,9 @@ import os
 
 import numpy as np
 
+from jaxface import cli as cli_lib
 from jaxface.errors import cli
+from jaxface.runs.workdir import read_run
 
 
 def moments(samples, data, tol=0.1):
@@ -119,16 +121,41 @@ def evaluate(decoders, latents, train, held, cfg, seed=0, fitted=None):
   return results
 
 
+
+
+def run(config, state, workdir):
+  """The held-out check: per-dimension moments and the two-sample test vs a fitted Gaussian, for
+  z ~ N(0, I) and for the latent Gaussian fit, which is written to workdir/latent_fit.npz for `load_priors`."""
+  # JAX: `--help` answers without loading it
+  from jaxface.runs.priors import LATENT_FIT, decoder, factors, fitted_decoder, model
+  from jaxface.runs.priors_data import dataset  # JAX: `--help` answers without loading it
+  import jax.numpy as jnp  # JAX: `--help` answers without loading it
+  import jax  # JAX: `--help` answers without loading it
+  train, held = dataset(config)
+  params = {f: jax.device_get(state[f]["params"]) for f in factors(config)}
+  stats = {f: jax.device_get(state[f]["stats"]) for f in factors(config)}
+  decoders = {f: decoder(config, f, params[f], stats[f]) for f in params}
+  fits = {}
+  for f in params:
+    mu, log_sigma = model(config, f).apply({"params": params[f], "stats": stats[f]}, jnp.asarray(train[f]),
+                                           method="encode")
+    fits[f] = latent_fit(mu, log_sigma)
+  if workdir is not None and jax.process_index() == 0:
+    np.savez(os.path.join(workdir, LATENT_FIT), **{f"{f}/{k}": v for f, (m, c) in fits.items()
+                                                  for k, v in (("mean", m), ("chol", c))})
+  fitted = {f: fitted_decoder(decoders[f], *fits[f]) for f in params}
+  return evaluate(decoders, {f: config.model[f].latent for f in decoders}, train, held,
+                              config.eval, seed=config.seed, fitted=fitted)
+
+
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.eval.priors", description=__doc__.splitlines()[0])
   p.add_argument("--workdir", required=True, help="workdir of a configs/priors.py training")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
   args = p.parse_args(argv)
-  from jaxface.train import priors
-  config, state, step = priors.restore_workdir(args.workdir, args.step)
-  results = priors.evaluate(config, state, args.workdir)
+  config, state, step = read_run(args.workdir, args.step, trainer="priors")
+  results = run(config, state, args.workdir)
   os.makedirs(os.path.join(args.workdir, "eval"), exist_ok=True)
   with open(os.path.join(args.workdir, "eval", f"priors_step_{step}.json"), "w") as f:
     json.dump(results, f, indent=2)

@@ -18,7 +18,9 @@ judged on here).
 import numpy as np
 
 from jaxface.cli import progress
+from jaxface.data import synthetic
 from jaxface.errors import UserError, cli
+from jaxface.eval import heldout
 
 THRESHOLDS = {"yaw_deg": 2.0, "pitch_deg": 2.0, "roll_deg": 2.0, "landmark_pct": 1.5, "exp_r2": 0.8,
               "gamma_r2": 0.8}
@@ -75,7 +77,7 @@ def recon_metrics(pred, true, pred_lm, true_lm, width):
 
 def heldout_factors(data_cfg, num, start=HELDOUT_START):
   """Factors of `num` held-out samples (dict of [num, ...] numpy arrays)."""
-  from jaxface.data import synthetic_factors as sf
+  from jaxface.data import synthetic_factors as sf  # JAX: loaded once the command runs, not for --help
   cfg = sf.as_world_config(data_cfg)
   return sf.stack([sf.sample_factors(start + i, cfg) for i in range(num)])
 
@@ -83,7 +85,6 @@ def heldout_factors(data_cfg, num, start=HELDOUT_START):
 def evaluate(model, data_cfg, num=1024, start=HELDOUT_START, batch_size=64):
   """Runs a loaded R-Net (`train.rnet.RNetModel`) on `num` held-out renders; returns `recon_metrics`."""
   import jax
-  from jaxface.data import synthetic
   if num < 1:
     raise UserError(f"the number of held-out samples must be >= 1, got {num}")
   res = int(data_cfg.resolution)
@@ -104,19 +105,29 @@ def evaluate(model, data_cfg, num=1024, start=HELDOUT_START, batch_size=64):
   return result
 
 
+
+
+def run(config, state, workdir):
+  from jaxface.runs.rnet import RNetModel  # JAX: `--help` answers without loading it
+  del workdir
+  model = RNetModel(config, {"params": state["params"], "batch_stats": state["batch_stats"]},
+                    np.asarray(state["coeff_mean"]), np.asarray(state["coeff_std"]), int(state["step"]))
+  return evaluate(model, config.data, config.eval.num_samples, config.eval.start, config.eval.batch_size)
+
+
 @cli
 def main(argv=None):
-  from jaxface.eval import heldout
 
   def load(workdir, step):
-    from jaxface.train import rnet
-    return rnet.load_rnet(workdir, step)
+    from jaxface.runs.rnet import load_rnet  # JAX: after the arguments parse
+    return load_rnet(workdir, step)
 
   heldout.main(argv, module="jaxface.eval.recon", description=__doc__.splitlines()[0],
                workdir_help="an R-Net training workdir (configs/rnet.py)", default_num=1024,
                default_start=HELDOUT_START, load=load,
                evaluate=lambda model, num, start: evaluate(model, model.config.data, num, start),
                shown=lambda r: {k: v for k, v in r.items() if not k.endswith("per_dim")})
+
 
 if __name__ == "__main__":
   main()

@@ -12,7 +12,9 @@ training, which uses indices below data.size).
 import numpy as np
 
 from jaxface.cli import progress
+from jaxface.data import synthetic
 from jaxface.errors import UserError, cli
+from jaxface.eval import heldout
 
 THRESHOLD = 0.85
 HELDOUT_START = 10 ** 9
@@ -45,7 +47,7 @@ def mean_iou(conf):
 def evaluate(model, data_cfg, num=512, start=HELDOUT_START, batch_size=64, class_names=None):
   """Runs a loaded parser (`train.parser.ParserModel`) on `num` held-out renders; returns mIoU and per-class IoU."""
   import jax
-  from jaxface.data import synthetic, synthetic_factors as sf
+  from jaxface.data import synthetic, synthetic_factors as sf  # JAX: loaded once the command runs, not for --help
   if num < 1:
     raise UserError(f"the number of held-out samples must be >= 1, got {num}")
   res, n_cls = int(data_cfg.resolution), model.num_classes
@@ -68,21 +70,31 @@ def evaluate(model, data_cfg, num=512, start=HELDOUT_START, batch_size=64, class
           "pass": {"miou": bool(miou >= THRESHOLD)}}
 
 
+
+
+def run(config, state, workdir):
+  from jaxface.runs.parser import ParserModel  # JAX: `--help` answers without loading it
+  del workdir
+  model = ParserModel(config, {"params": state["params"], "batch_stats": state["batch_stats"]},
+                      int(state["step"]))
+  return evaluate(model, config.data, config.eval.num_samples, config.eval.start, config.eval.batch_size,
+                  class_names=list(synthetic.CLASSES))
+
+
 @cli
 def main(argv=None):
-  from jaxface.eval import heldout
 
   def load(workdir, step):
-    from jaxface.train import parser
-    return parser.load_parser(workdir, step)
+    from jaxface.runs.parser import load_parser  # JAX: after the arguments parse
+    return load_parser(workdir, step)
 
-  def run(model, num, start):
-    from jaxface.data import synthetic
+  def measure(model, num, start):
     return evaluate(model, model.config.data, num, start, class_names=list(synthetic.CLASSES))
 
   heldout.main(argv, module="jaxface.eval.segmentation", description=__doc__.splitlines()[0],
                workdir_help="a parser training workdir (configs/parser.py)", default_num=512,
-               default_start=HELDOUT_START, load=load, evaluate=run)
+               default_start=HELDOUT_START, load=load, evaluate=measure)
+
 
 if __name__ == "__main__":
   main()

@@ -18,13 +18,16 @@ WORKDIR/samples/region_edit.png.
 import json
 import os
 
-import ml_collections
 import numpy as np
 
+from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import, progress
+from jaxface.data import synthetic
 from jaxface.errors import UserError, cli
 from jaxface.eval import segmentation
 from jaxface.eval.fid import frechet_distance
+from jaxface.runs import expert_cache
+from jaxface.runs.workdir import read_run
 
 jax = lazy_import("jax")  # imported on first use: `--help` and argument mistakes answer without loading JAX
 jnp = lazy_import("jax.numpy")
@@ -35,18 +38,17 @@ EDIT_REGIONS = ("hair", "complexion", "background")
 
 # ------------------------------------------------------------------------------------------------- parser
 
-def resolve_parser(config, log=print):
-  """config.eval.parser, or DiscoFaceGAN's parser bootstrap: the same expert config (and so the same
-  $JAXFACE_CACHE/experts/parser-<hash> directory) jaxface.train.disco_experts.resolve trains."""
+def resolve_parser(config):
+  """config.eval.parser, or the finished parser bootstrap in the cache (training fills config.eval.parser before
+  it starts, jaxface/train/siw.py `prepare`; a run's config.json from before that finds it here)."""
+  from jaxface.runs import siw as siw_run  # JAX: `--help` answers without loading it
   if config.eval.parser:
     return config.eval.parser
-  from jaxface.train import disco_experts
-  shim = ml_collections.ConfigDict(dict(
-      experts=dict(bootstrap=dict(parser=config.eval.parser_bootstrap,
-                                  parser_overrides=dict(config.eval.parser_bootstrap_overrides))),
-      data=config.data.to_dict(), seed=config.seed))
-  cfg = disco_experts.bootstrap_config(shim, "parser")
-  return disco_experts.trained_bootstrap(cfg, "parser", config.eval.parser_bootstrap, log)
+  found = expert_cache.finished(siw_run.parser_bootstrap_config(config), "parser")
+  if found is None:
+    raise UserError("this SofGAN run names no evaluation parser and its bootstrap is not in the cache; pass "
+                    "--parser WORKDIR (a configs/parser.py run), or rerun the training command to train it.")
+  return found
 
 
 def _parse17(parser, images):
@@ -62,7 +64,6 @@ def _parse17(parser, images):
 
 def _world(config, start, n):
   """Held-out world renders: real images [n, R, R, 3] in [-1, 1] and 17-class labels [n, R, R] (numpy)."""
-  from jaxface.data import synthetic
   out = synthetic.render_items(range(start, start + n), config.data.resolution, config.data,
                                batch_size=min(int(config.eval.batch_size), 32))
   return out["image"] * 2.0 - 1.0, region.world_to_sofgan17(out["seg"].astype(np.int32))
@@ -72,7 +73,7 @@ class Sampler:
   """Jitted EMA-generator calls at the config's shapes: fakes with z pairs + group masks, and region edits."""
 
   def __init__(self, config, params):
-    from jaxface.train import siw as siw_train
+    from jaxface.runs import siw as siw_train  # JAX: loaded once the command runs, not for --help
     self.config, self.params = config, params
     self.G, m = siw_train.generator(config), config.model
     self.m = m
@@ -146,7 +147,7 @@ def locality(sampler, labels, seed=12):
 
 
 def fid(fakes, reals):
-  from jaxface.models import inception
+  from jaxface.models import inception  # JAX: loaded once the command runs, not for --help
   apply, variables = inception.load()
   feats = jax.jit(lambda x: apply(variables, x))
   f = [np.concatenate([np.asarray(feats((x[i:i + 16] + 1.0) * 127.5)) for i in range(0, len(x), 16)])
@@ -156,7 +157,7 @@ def fid(fakes, reals):
 
 def edit_grid(labels, base, edits, rows=6):
   """uint8 grid: one row per label map: [label map | base | hair | complexion | background restyled]."""
-  from jaxface.metrics import image_grid
+  from jaxface.metrics import image_grid  # JAX: loaded once the command runs, not for --help
   n = min(rows, len(base))
   res = base.shape[1]
   colours = np.asarray(region.colorize(labels[:n], res)) * 2.0 - 1.0
@@ -167,13 +168,13 @@ def edit_grid(labels, base, edits, rows=6):
 # ------------------------------------------------------------------------------------------------- all
 
 def evaluate(config, state, workdir=None, parser_workdir=None, log=print):
-  from jaxface.train import parser as parser_lib
+  from jaxface.runs import parser as parser_lib  # JAX: loaded once the command runs, not for --help
   e = config.eval
   params = jax.tree.map(jnp.asarray, state["G_ema"])
   sampler = Sampler(config, params)
   n = int(e.num_samples)
   reals, labels = _world(config, int(e.start), n)
-  parser_dir = parser_workdir or resolve_parser(config, log)
+  parser_dir = parser_workdir or resolve_parser(config)
   parser = parser_lib.load_parser(parser_dir)
   out = {"step": int(np.asarray(state["step"])), "num_samples": n, "parser": os.path.abspath(parser_dir)}
   seg, fakes = seg_consistency(sampler, parser, labels, reals)
@@ -189,14 +190,19 @@ def evaluate(config, state, workdir=None, parser_workdir=None, log=print):
     out["fid"] = fid(sampler.fakes(f_labels, 13), f_reals)
     out["fid_samples"] = nf
   if workdir and jax.process_index() == 0:
-    from jaxface.metrics import save_png
+    from jaxface.metrics import save_png  # JAX: loaded once the command runs, not for --help
     save_png(os.path.join(workdir, "samples", "region_edit.png"), edit_grid(labels, base, edits))
   return out
 
 
+
+
+def run(config, state, workdir):
+  return evaluate(config, state, workdir)
+
+
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.eval.siw", description=__doc__.splitlines()[0])
   p.add_argument("--workdir", required=True, help="a configs/siw.py training workdir")
   p.add_argument("--parser", default="", help="configs/parser.py workdir (default: the run's eval.parser or the "
@@ -208,8 +214,7 @@ def main(argv=None):
   args = p.parse_args(argv)
   if args.num < 0:
     raise UserError(f"--num must be >= 1 (or 0 for the run's eval.num_samples), got {args.num}")
-  from jaxface.train import rnet as rnet_lib
-  config, state, step = rnet_lib.read_checkpoint(args.workdir, trainer="siw")
+  config, state, step = read_run(args.workdir, trainer="siw")
   if args.num:
     config.eval.num_samples = args.num
   if args.fid >= 0:

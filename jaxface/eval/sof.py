@@ -19,7 +19,9 @@ import os
 
 import numpy as np
 
+from jaxface import cli as cli_lib
 from jaxface.cli import progress
+from jaxface.data import synthetic
 from jaxface.errors import UserError, cli
 from jaxface.eval import segmentation
 
@@ -39,7 +41,7 @@ def miou_of(pred, true, num_classes, names=None):
 
 def heldout_view_miou(model, num_instances=None, data=None):
   """mIoU of the training instances' held-out views (and of their training views, for contrast)."""
-  from jaxface.data import multiview, synthetic
+  from jaxface.data import multiview, synthetic  # JAX: loaded once the command runs, not for --help
   data = multiview.load(model.config) if data is None else data
   n = min(num_instances or len(data["seg"]), len(data["seg"]))
   names = list(synthetic.CLASSES)
@@ -59,7 +61,6 @@ def heldout_view_miou(model, num_instances=None, data=None):
 
 def major_parts(labels, min_pixels=3):
   """Per label map [N, H, W]: dict part -> bool [N], and "all" -> bool [N] (see the module docstring)."""
-  from jaxface.data import synthetic
   c = {n: i for i, n in enumerate(synthetic.CLASSES)}
   labels = np.asarray(labels)
   counts = np.stack([(labels == i).sum((-2, -1)) for i in range(len(synthetic.CLASSES))], -1)
@@ -70,9 +71,9 @@ def major_parts(labels, min_pixels=3):
 
 def sweep_cameras(model, views, pitch=0.0):
   """c2w [V, 4, 4] over yaw ±max_yaw (the training range) at `pitch` radians."""
-  import jax
-  from jaxface.data import synthetic_render as sr
-  from jaxface.render import raymarch
+  import jax  # JAX: `--help` answers without loading it
+  from jaxface.data import synthetic_render as sr  # JAX: loaded once the command runs, not for --help
+  from jaxface.render import raymarch  # JAX: loaded once the command runs, not for --help
   lim = np.deg2rad(model.config.multiview.max_yaw)
   yaws = np.linspace(-lim, lim, views) if views > 1 else np.zeros(1)
   return np.stack([np.asarray(jax.device_get(raymarch.yaw_pitch_c2w(y, pitch, sr.CAMERA_Z))) for y in yaws])
@@ -84,8 +85,8 @@ def frontal(model):
 
 def gmm_sampling(model, samples=32, components=16, views=5, seed=0, min_pixels=3):
   """Fits the GMM to the code table, renders `samples` frontal heads; returns (results, grid labels [S, V, R, R])."""
-  from jaxface.data import multiview
-  from jaxface.edit import sof_codes
+  from jaxface.data import multiview  # JAX: loaded once the command runs, not for --help
+  from jaxface.edit import sof_codes  # JAX: loaded once the command runs, not for --help
   gmm = sof_codes.fit_gmm(model.codes, components, seed=seed)
   z, _ = sof_codes.sample_gmm(gmm, samples, seed=seed)
   front = model.labels(z, np.repeat(frontal(model)[None], samples, 0))
@@ -107,8 +108,8 @@ def gmm_sampling(model, samples=32, components=16, views=5, seed=0, min_pixels=3
 
 def inversion(model, num=4, steps=200, lr=1e-2, opt_cam=False, seed=0):
   """Novel-view mIoU of codes inverted from one frontal view of new instances (world indices from 10**9)."""
-  from jaxface.data import multiview, synthetic
-  from jaxface.edit import sof_codes
+  from jaxface.data import multiview, synthetic  # JAX: loaded once the command runs, not for --help
+  from jaxface.edit import sof_codes  # JAX: loaded once the command runs, not for --help
   mv = model.config.multiview
   data = multiview.render_instances(range(HELDOUT_INSTANCES, HELDOUT_INSTANCES + num), mv.num_views, model.res,
                                     model.config.data, mv.max_yaw, mv.max_pitch)
@@ -135,7 +136,7 @@ def inversion(model, num=4, steps=200, lr=1e-2, opt_cam=False, seed=0):
 
 def heldout_grid(model, num_instances=4):
   """uint8 grid: per instance a row of (truth | render) pairs over its held-out views."""
-  from jaxface.data import multiview
+  from jaxface.data import multiview  # JAX: loaded once the command runs, not for --help
   data = multiview.load(model.config)
   n, views = min(num_instances, len(data["seg"])), data["heldout_views"]
   inst, view = np.repeat(np.arange(n), len(views)), np.tile(views, n)
@@ -146,7 +147,7 @@ def heldout_grid(model, num_instances=4):
 
 def label_grid(labels, gap=2):
   """Label maps [rows, cols, H, W] -> uint8 colour grid with white gaps."""
-  from jaxface.data import multiview
+  from jaxface.data import multiview  # JAX: loaded once the command runs, not for --help
   rows, cols, h, w = labels.shape
   out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, np.uint8)
   col = multiview.colourise(labels)
@@ -156,9 +157,18 @@ def label_grid(labels, gap=2):
   return out
 
 
+
+
+def run(config, state, workdir):
+  from jaxface.runs.sof import SOFModel  # JAX: `--help` answers without loading it
+  import jax  # JAX: `--help` answers without loading it
+  del workdir
+  model = SOFModel(config, jax.device_get(state["params"]), int(state["step"]))
+  return heldout_view_miou(model, config.eval.num_instances)
+
+
 @cli
 def main(argv=None):
-  from jaxface import cli as cli_lib
   p = cli_lib.parser("jaxface.eval.sof", description=__doc__.splitlines()[0])
   p.add_argument("--workdir", required=True, help="a configs/sof.py training workdir")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
@@ -173,8 +183,8 @@ def main(argv=None):
   args = p.parse_args(argv)
   if args.samples < 1 or args.views < 1 or args.components < 1 or args.invert < 0:
     raise UserError("--samples, --views and --components must be >= 1 and --invert >= 0")
-  from jaxface import metrics
-  from jaxface.train import sof as sof_lib
+  from jaxface import metrics  # JAX: loaded once the command runs, not for --help
+  from jaxface.runs import sof as sof_lib  # JAX: loaded once the command runs, not for --help
   model = sof_lib.load_sof(args.workdir, args.step)
   results = {"heldout": heldout_view_miou(model, model.config.eval.num_instances)}
   gmm, grid = gmm_sampling(model, args.samples, args.components, args.views, args.seed)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from jaxface import assets
 from jaxface.errors import DataError
 from jaxface.models import landmarks
 
@@ -71,7 +72,6 @@ def weighted_nms(boxes, kps, scores, threshold=SCORE_THRESHOLD, iou=IOU_THRESHOL
 
 @functools.lru_cache(maxsize=1)
 def _model():
-  from jaxface import assets  # noqa: PLC0415
   params, graph = landmarks.split(assets.load_params("blazeface"))
   return params, landmarks.jit(lambda p, x: landmarks.run_graph(graph, p, x))
 

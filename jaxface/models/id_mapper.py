@@ -16,6 +16,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxface.errors import ConfigError
+from jaxface.models import inception
+
 LRELU = 0.2
 _KAIMING_LRELU = nn.initializers.variance_scaling(2.0 / (1.0 + LRELU**2), "fan_in", "truncated_normal")
 
@@ -77,7 +80,6 @@ class InceptionAttrEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    from jaxface.models import inception
     x = jax.image.resize(x.astype(jnp.float32), (x.shape[0], inception.SIZE, inception.SIZE, 3), "bilinear")
     # The FID graph's input convention is x / 128 - 1 on [0, 255], i.e. (x + 1) * 127.5 / 128 - 1 here.
     x = (x + 1.0) * (127.5 / 128.0) - 1.0
@@ -89,6 +91,5 @@ def attr_encoder(kind, attr_dim, widths, dtype=jnp.float32):
     return ConvAttrEncoder(tuple(widths), attr_dim, dtype)
   if kind == "inception":
     return InceptionAttrEncoder(dtype)
-  from jaxface.errors import ConfigError
   raise ConfigError(f"model.attr_encoder={kind!r}; use 'conv' (small, trained from scratch) or 'inception' "
                     f"(InceptionV3 initialised from the FID Inception asset, 2048-d).")

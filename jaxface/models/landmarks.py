@@ -16,6 +16,8 @@ import json
 import jax
 import jax.numpy as jnp
 
+from jaxface import assets
+
 MESH_SIZE = 192
 NUM_LANDMARKS = 468
 # Mesh vertex ids used for the 5 alignment points (MediaPipe canonical topology): eye contours,
@@ -149,6 +151,5 @@ def load(dtype=jnp.float32):
   """(apply, params) for the registry-shipped face mesh; apply(params, images) -> (landmarks, logit).
   Jit it with `landmarks.jit` when it runs alone on CPU (inside a bigger jitted step, set
   XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= for CPU runs)."""
-  from jaxface import assets  # noqa: PLC0415
   params, graph = split(assets.load_params("face_landmark"))
   return (lambda p, x: face_mesh(p, graph, x, dtype)), params

@@ -87,39 +87,3 @@ class Encoder(nn.Module):
     return _stem_and_stages(x, self.depth, self.width, self.train, self.dtype)
 
 
-def convert_torch(sd, prefix=""):
-  """torchvision-style ResNet state dict -> {'params': ..., 'batch_stats': ...} nested numpy trees."""
-  params, stats = {}, {}
-
-  def put(tree, path, leaf, v):
-    node = tree
-    for p in path:
-      node = node.setdefault(p, {})
-    node[leaf] = v
-
-  for k, v in sd.items():
-    if not k.startswith(prefix):
-      continue
-    parts = k[len(prefix):].split(".")
-    if parts[0] == "fc":
-      continue
-    if parts[0].startswith("layer"):  # layer1.0.downsample.1.weight -> layer1_0/downsample_bn
-      mods = [f"{parts[0]}_{parts[1]}"]
-      rest = parts[2:]
-      if rest[0] == "downsample":
-        rest = ["downsample_conv" if rest[1] == "0" else "downsample_bn"] + rest[2:]
-      mods += rest[:-1]
-    else:
-      mods = parts[:-1]
-    leaf = parts[-1]
-    is_bn = mods[-1].startswith("bn") or mods[-1] == "downsample_bn"
-    if leaf == "num_batches_tracked":
-      continue
-    if is_bn:
-      if leaf in ("running_mean", "running_var"):
-        put(stats, mods, "mean" if leaf == "running_mean" else "var", v.astype("float32"))
-      else:
-        put(params, mods, "scale" if leaf == "weight" else "bias", v.astype("float32"))
-    else:
-      put(params, mods, "kernel", v.astype("float32").transpose(2, 3, 1, 0))
-  return {"params": params, "batch_stats": stats}

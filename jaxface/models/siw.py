@@ -30,7 +30,8 @@ import numpy as np
 
 from jaxface.errors import UserError
 from jaxface.models import stylegan2 as sg2
-from jaxface.models.layers import EqDense, NOISE_MODES, bias_act, const_noise, modulated_conv2d, upsample2d
+from jaxface.models.layers import EqDense, NOISE_MODES, bias_act, const_noise, modulated_conv2d
+from jaxface.models.resample import upsample2d
 
 NUM_CLASSES = 17  # SofGAN's label space (jaxface.edit.region.CLASSES17)
 ENC_RES = 32  # the segmentation encoder's input size (3 stride-2 blocks -> 4x4)

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxface.errors import UserError
-from jaxface.models.layers import EqConv2d, EqDense, ModulatedConv, NOISE_MODES, ToRGB, minibatch_stddev, upsample2d
+from jaxface.models.layers import EqConv2d, EqDense, ModulatedConv, NOISE_MODES, ToRGB, minibatch_stddev
+from jaxface.models.resample import upsample2d
 
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 1024
 

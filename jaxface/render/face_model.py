@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxface.errors import ConfigError
+from jaxface.render.rasterize import edge_topology
 
 COEFF_ORDERS = {
     "d3dfr": ("id", "exp", "tex", "angle", "gamma", "trans"),
@@ -161,7 +162,6 @@ def make_face_model(*, name, mean_shape, id_basis, exp_basis, mean_albedo, albed
   vertex_faces defaults to the adjacency of `tri`; masks default to all ones; render_tri defaults to
   `tri`. With `recenter`, the centroid of the mean shape is subtracted (Deep3DFaceRecon convention).
   """
-  from jaxface.render.rasterize import edge_topology  # local: rasterize imports nothing from here
 
   mean_shape = np.asarray(mean_shape, np.float32).reshape(-1, 3)
   v = mean_shape.shape[0]
@@ -220,40 +220,6 @@ def vertex_normals(fm: FaceModel, verts):
   return n / jnp.maximum(jnp.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
 
 
-def _cfg_get(cfg, key, default=None):
-  if isinstance(cfg, dict):
-    return cfg.get(key, default)
-  return getattr(cfg, key, default) if cfg is not None else default
-
-
-def load_face_model(cfg_or_name, **kwargs) -> FaceModel:
-  """Loads a face model by name or from a config (`face_model.name`, `face_model.path`, ...).
-
-  Names: "bfm_front" (Deep3DFaceRecon's BFM_model_front.mat, or DiscoFaceGAN's BFM_model_front_gan.mat),
-  "bfm09" (converts the original 01_MorphableModel.mat + Exp_Pca.bin + std_exp.txt + BFM_front_idx.mat +
-  BFM_exp_idx.mat + facemodel_info.mat found in `path`), "mp468" (the built-in synthetic model on the
-  MediaPipe mesh). Extra keyword arguments (or config fields other than name) go to the loader.
-  """
-  if isinstance(cfg_or_name, str):
-    name, opts = cfg_or_name, {}
-  else:
-    name = _cfg_get(cfg_or_name, "name")
-    items = cfg_or_name.items() if hasattr(cfg_or_name, "items") else vars(cfg_or_name).items()
-    opts = {k: v for k, v in items if k != "name" and v is not None}
-  opts.update(kwargs)
-  if name == "bfm_front":
-    from jaxface.render import bfm
-    return bfm.load_bfm_front(**opts)
-  if name == "bfm09":
-    from jaxface.render import bfm
-    return bfm.load_bfm09(**opts)
-  if name == "mp468":
-    from jaxface.render import mp468
-    return mp468.build_face_model(**opts)
-  raise ConfigError(f"unknown face model {name!r}; set face_model.name to one of 'mp468' (built in), "
-                    "'bfm_front' or 'bfm09' (Basel Face Model, user supplied via face_model.path).")
-
-
 def landmark_groups():
   """iBUG-68 groups as index ranges (jaw, brows, nose, eyes, mouth), for weighting landmark losses."""
   return {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36), "eyes": range(36, 48),
@@ -261,5 +227,4 @@ def landmark_groups():
 
 
 __all__ = ["FaceModel", "CoeffLayout", "COEFF_ORDERS", "split_coeffs", "join_coeffs", "make_face_model",
-           "vertex_faces_from_tri", "shape", "albedo", "face_normals", "vertex_normals", "load_face_model",
-           "landmark_groups"]
+           "vertex_faces_from_tri", "shape", "albedo", "face_normals", "vertex_normals", "landmark_groups"]

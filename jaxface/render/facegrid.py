@@ -13,6 +13,8 @@ import functools
 
 import numpy as np
 
+from jaxface.render.face_model import make_face_model
+
 N_VERTS, N_TRIS = 35709, 70789
 
 
@@ -141,7 +143,6 @@ def _landmark_template():
 
 def procedural_face_model(n_id=80, n_exp=64, n_tex=80, seed=0):
   """A FaceModel on `face_sized_mesh()` with smooth random bases and a procedural albedo (0..1)."""
-  from jaxface.render.face_model import make_face_model
   v, tri = face_sized_mesh()
   x, y = v[:, 0].astype(np.float64), v[:, 1].astype(np.float64)
   rng = np.random.default_rng(seed)

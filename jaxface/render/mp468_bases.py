@@ -10,6 +10,7 @@ Named components come first and do not depend on `seed`; the rest are seeded ran
 
 import numpy as np
 
+from jaxface.render import face_model as fm
 from jaxface.render import mp468 as m
 
 EXPRESSIONS = ("jaw_open", "smile_l", "smile_r", "frown_l", "frown_r", "brow_raise_l", "brow_raise_r",
@@ -230,3 +231,65 @@ def albedo(v, reg, n_tex, seed=0):
     w = _bump(v, c, r) + (_bump(v, c * [-1, 1, 1], r) if rng.uniform() < 0.7 else 0)
     comps.append(w[:, None] * rng.normal(0, 0.012, size=3))
   return mean, np.stack(comps, -1)
+
+
+def build_face_model_arrays(level=1, n_id=48, n_exp=20, n_tex=48, seed=0):
+  """All FaceModel fields as numpy arrays (float32 geometry in decimetres, albedo in 0..1)."""
+  if n_id < 1 or n_exp < 1 or n_tex < 1:
+    raise m.ConfigError(f"mp468 needs n_id, n_exp, n_tex >= 1, got {n_id}, {n_exp}, {n_tex}")
+  if n_exp > len(EXPRESSIONS):
+    raise m.ConfigError(f"mp468 has {len(EXPRESSIONS)} named expressions; n_exp={n_exp} is too many")
+  mesh = m.load_mesh()
+  reg = m.regions()
+  v0 = mesh["vertices"].astype(np.float64)
+  id0 = identity_basis(v0, mesh["triangles"], reg, n_id, seed)  # [468,3,n_id] cm
+  exp0 = expression_basis(v0, mesh["triangles"], reg)[..., :n_exp]  # [468,3,n_exp] cm
+  alb0, albb0 = albedo(v0, reg, n_tex, seed)  # [468,3], [468,3,n_tex]
+  S, tri, parent = m.subdivision(level)
+
+  def lift(a):  # apply the subdivision matrix to the vertex axis of [468, ...]
+    flat = a.reshape(468, -1)
+    return np.asarray(S @ flat).reshape((S.shape[0],) + a.shape[1:])
+
+  mean = lift(v0)
+  centroid = mean.mean(0)
+  uv = lift(mesh["uv"].astype(np.float64))
+  tri_labels = reg["tri_labels"][parent]
+  skin_tri = tri_labels == m.SKIN
+  skin_mask = np.zeros(S.shape[0], np.float32)
+  skin_mask[np.unique(tri[skin_tri])] = 1.0
+  skin_mask[np.unique(tri[~skin_tri])] = 0.0
+  f32 = lambda a: np.asarray(a, np.float32)
+  return {
+      "mean_shape": f32((mean - centroid) * m.CM_TO_MODEL),
+      "id_basis": f32(lift(id0) * m.CM_TO_MODEL),
+      "exp_basis": f32(lift(exp0) * m.CM_TO_MODEL),
+      "mean_albedo": f32(np.clip(lift(alb0), 0, 1)),
+      "albedo_basis": f32(lift(albb0)),
+      "tri": tri.astype(np.int32),
+      "vertex_faces": m.vertex_faces(S.shape[0], tri),
+      "landmarks68": m.LANDMARKS68.copy(),
+      "landmarks468": np.arange(468, dtype=np.int32),
+      "skin_mask": skin_mask,
+      "face_mask": np.ones(S.shape[0], np.float32),
+      "tri_labels": tri_labels.astype(np.int32),
+      "uv": f32(uv),
+      "canonical": f32(mean * m.CM_TO_MODEL),  # un-centred mean shape: the coordinates procedural textures use
+      "centroid": f32(centroid * m.CM_TO_MODEL),
+  }
+
+
+def build_face_model(level=1, n_id=48, n_exp=20, n_tex=48, seed=0):
+  """The `mp468` FaceModel (what `face_model.load_face_model("mp468", **kw)` returns).
+
+  level: Loop subdivision level 0/1/2 (468/1,833/7,257 vertices). n_id/n_exp/n_tex: basis sizes (at most
+  64 identity, 20 named expressions (mp468_bases.EXPRESSIONS), 64 albedo). seed: the random part of the
+  procedural bases (the named components do not depend on it). The render sub-mesh leaves out the
+  mouth-interior triangles (an open mouth is a hole, as in the BFM front model).
+  """
+  a = build_face_model_arrays(level, n_id, n_exp, n_tex, seed)
+  return fm.make_face_model(
+      name=f"mp468_l{level}", mean_shape=a["mean_shape"], id_basis=a["id_basis"], exp_basis=a["exp_basis"],
+      mean_albedo=a["mean_albedo"], albedo_basis=a["albedo_basis"], tri=a["tri"], landmarks68=a["landmarks68"],
+      vertex_faces=a["vertex_faces"], skin_mask=a["skin_mask"], face_mask=a["face_mask"],
+      render_tri=a["tri"][a["tri_labels"] != m.MOUTH], recenter=False)

@@ -15,32 +15,29 @@ the generator maps λ ‖ ε (ε ~ N(0, I_noise)) with no input normalization. P
       released), R1 on reals every `loss.r1_interval` steps (released: every step, gamma 10).
   EMA of G (half-life loss.ema_kimg).
 The static phase is (stage, pixel_phase, r1). Everything frozen (priors, R-Net, identity net, parser, face model)
-lives in state["frozen"] behind stop_gradient (train/disco_experts.py).
+lives in state["frozen"] behind stop_gradient (runs/disco_experts.py).
 """
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from jaxface.data import batches as common
 from jaxface.errors import ConfigError
 from jaxface.losses import adversarial, contrastive, imitative
-from jaxface.models import stylegan2 as sg2
 from jaxface.render import render as render_lib
-from jaxface.train import common
+from jaxface.runs import disco_expert_configs as dxc
+from jaxface.runs import disco_experts as dx
+from jaxface.runs.disco import generator, render_targets, sample_z
+from jaxface.train import experts as bootstrap
 from jaxface.train import stylegan2 as sg2_train
-from jaxface.train import disco_experts as dx
+
+EVALS = ("disco",)  # evaluators when the config names none (jaxface/train/evaluators.py)
 
 PAIR_KINDS = ("exp", "gamma", "angle")  # the factor each contrastive pair changes (loss names: exp, light, pose)
 
 
 # ------------------------------------------------------------------------------------------------- models
-
-def generator(config):
-  m = config.model
-  return sg2.Generator(z_dim=dx.lambda_dim(config) + m.noise_dim, w_dim=m.w_dim, resolution=m.resolution,
-                       mapping_layers=m.mapping_layers, mapping_lr_mul=m.mapping_lr_mul, normalize_z=False,
-                       channel_base=m.channel_base, channel_max=m.channel_max, img_channels=3,
-                       dtype=jnp.dtype(config.compute_dtype))
 
 
 def discriminator(config):
@@ -75,7 +72,7 @@ def prepare(config):
   """Host-side, before the state exists: trains missing bootstrap experts into the cache and records their
   workdirs in the config (so config.json names every expert the run used)."""
   validate(config)
-  config = dx.record_configs(dx.resolve(config))
+  config = dxc.record_configs(bootstrap.resolve(config))
   dx.load(config)  # read the experts now, on the host (init_state runs under a trace)
   return config
 
@@ -85,7 +82,7 @@ def init_state(config, rng):
   validate(config)
   G, D = generator(config), discriminator(config)
   kg, kd = jax.random.split(rng)
-  z = jnp.zeros((1, dx.lambda_dim(config) + config.model.noise_dim), jnp.float32)
+  z = jnp.zeros((1, dxc.lambda_dim(config) + config.model.noise_dim), jnp.float32)
   img = jnp.zeros((1, config.model.resolution, config.model.resolution, 3), jnp.float32)
   g_params = G.init({"params": kg, "noise": kg}, z)["params"]
   d_params = D.init(kd, img)["params"]
@@ -98,7 +95,7 @@ def init_state(config, rng):
 
 
 def constants(config):
-  """state["frozen"]: priors, R-Net, identity net, parser and face model, read from disk (train/disco_experts.py)."""
+  """state["frozen"]: priors, R-Net, identity net, parser and face model, read from disk (runs/disco_experts.py)."""
   return {"frozen": dx.load(config)}
 
 
@@ -117,20 +114,6 @@ def phase(config, step):
 
 
 # ------------------------------------------------------------------------------------------------- sampling
-
-def sample_z(experts, key, n):
-  """One z per factor, {factor: [n, latent]} ~ N(0, I)."""
-  keys = jax.random.split(key, len(experts.latent))
-  return {f: jax.random.normal(k, (n, size)) for k, (f, size) in zip(keys, experts.latent.items())}
-
-
-def render_targets(experts, frozen, blocks, res):
-  """Batched render of λ (translation 0) at `res`: image [0, 1] in the reals' display space (black outside the
-  face), mask, landmarks. No gradient is needed."""
-  cam = experts.camera(res)
-  coeffs = dx.full_coeffs(jax.lax.stop_gradient(blocks))
-  out = jax.vmap(lambda c: render_lib.render(frozen["face"], c, cam, res))(coeffs)
-  return dict(out, image=jnp.where(out["mask"][..., None] > 0, experts.display(out["image"]), 0.0))
 
 
 def contrastive_batch(experts, frozen, key, n_pairs, kinds):
@@ -373,10 +356,3 @@ def samples(config):
     return jnp.stack([fake.astype(jnp.float32), rendered], 1).reshape((2 * n,) + fake.shape[1:])
 
   return fn
-
-
-def evaluate(config, state, workdir):
-  """Control accuracy, identity consistency, Disentanglement Score (and FID when eval.fid_samples > 0), plus
-  factor-sweep grids in workdir/samples/ (jaxface/eval/disco.py)."""
-  from jaxface.eval import disco as disco_eval
-  return disco_eval.evaluate(config, state, workdir)

@@ -16,7 +16,6 @@ The generator's workdir and fingerprint are recorded in the config, so a mapper 
 generator (jaxface.swap checks).
 """
 
-import functools
 import hashlib
 import os
 
@@ -25,51 +24,27 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxface import assets
+from jaxface.convert import unflatten
 from jaxface.errors import ConfigError, UserError
 from jaxface.losses import adversarial as adv_losses
 from jaxface.losses import id_mapping as losses
-from jaxface.models import id_mapper
-from jaxface.train import id_mapping_experts as experts_lib
+from jaxface.runs import generator_samples as gs
+from jaxface.runs import id_mapping_experts as experts_lib
+from jaxface.runs.id_mapping import generator, mapper_fn, networks, swap_fn, synthesize_fn, to_float
+from jaxface.train import experts as bootstrap
+
+EVALS = ("id_mapping",)  # evaluators when the config names none (jaxface/train/evaluators.py)
 
 
 # ------------------------------------------------------------------------------------------------- generator
-
-@functools.lru_cache(maxsize=4)
-def _generator(workdir, step, psi, layers):
-  from jaxface.edit import generator_io
-  return generator_io.load_generator(workdir, step=None if step < 0 else step, truncation_psi=psi,
-                                     truncation_layers=layers, batch_size=32)
-
-
-def generator(config):
-  """The frozen LoadedGenerator (jaxface.edit.generator_io) this run maps into."""
-  g = config.generator
-  if not g.workdir:
-    raise ConfigError("no generator: pass a trained configs/stylegan2.py workdir with "
-                      "--config configs/id_mapping.py:gen=DIR (or --config.generator.workdir=DIR).")
-  d = config.samples
-  return _generator(os.path.abspath(g.workdir), int(g.step), float(d.truncation_psi), int(d.truncation_layers))
-
-
-def synthesize_fn(gen):
-  """(G params, w [B, w_dim]) -> images [B, R, R, 3] in [-1, 1], w copied to every layer, constant noise."""
-  module, num_ws = gen.module, gen.num_ws
-
-  def synth(params, w):
-    ws = jnp.broadcast_to(w[:, None, :], (w.shape[0], num_ws, w.shape[-1]))
-    return module.apply({"params": params}, ws, noise_mode="const", method="synthesize").astype(jnp.float32)
-
-  return synth
 
 
 # ------------------------------------------------------------------------------------------------- prepare
 
 def _bootstrap_experts(config, gen, log):
-  """Empty synthetic expert workdirs -> trained into the cache with the DiscoFaceGAN default bootstraps, in the
-  generator's synthetic world."""
-  import ml_collections
-  from configs import disco as disco_cfg
-  from jaxface.train import disco_experts
+  """Empty synthetic expert workdirs -> trained into the cache with the DiscoFaceGAN bootstraps of preset
+  config.experts.bootstrap_preset, in the generator's synthetic world."""
   e = config.experts
   todo = [n for n in ("rnet", "idnet") if not e[n] and (n == "rnet" or e.identity == "synthetic")]
   if not todo:
@@ -78,16 +53,12 @@ def _bootstrap_experts(config, gen, log):
   if gdata.get("kind") != "synthetic":
     raise ConfigError(f"the generator was not trained on the synthetic world, so no synthetic expert can be "
                       f"bootstrapped; pass --config.experts.{todo[0]}=WORKDIR (a configs/{todo[0]}.py run).")
-  shim = ml_collections.ConfigDict(dict(seed=config.seed, data=dict(gdata), experts=dict(
-      bootstrap=disco_cfg._bootstrap(e.bootstrap_preset, int(gen.resolution)))))
+  table = bootstrap.preset_table(e.bootstrap_preset, int(gen.resolution))
   for name in todo:
-    cfg = disco_experts.bootstrap_config(shim, name)
-    e[name] = disco_experts.trained_bootstrap(cfg, name, shim.experts.bootstrap[name], log)
+    e[name] = bootstrap.bootstrap(name, table[name], table[f"{name}_overrides"], gdata, config.seed, log)
 
 
 def _data_folder(config, gen):
-  from jaxface import assets
-  from jaxface.data import generator_samples as gs
   d = config.samples
   key = repr((os.path.abspath(gen.workdir), gen.step, gs.fingerprint(gen.params), d.truncation_psi,
               d.truncation_layers, d.seed, d.num_images + d.num_val))
@@ -96,8 +67,6 @@ def _data_folder(config, gen):
 
 def prepare(config, log=print):
   """Resolves the generator step, trains missing synthetic experts, generates the (image, w) set if missing."""
-  from jaxface import assets
-  from jaxface.data import generator_samples as gs
   log = log or (lambda *_: None)
   experts_lib.validate(config)
   if config.samples.num_images < config.batch_size or config.samples.num_val < 1:
@@ -137,7 +106,6 @@ class PairBatches:
   reconstruction steps the step itself uses id as attr."""
 
   def __init__(self, config, process_index=0, process_count=1):
-    from jaxface.data import generator_samples as gs
     self.images, self.ws, _ = gs.open_samples(config.samples.path)
     self.n, self.seed = int(config.samples.num_images), config.seed
     if config.batch_size % process_count:
@@ -176,18 +144,7 @@ def make_data(config):
   return PairBatches(config, jax.process_index(), jax.process_count())
 
 
-def to_float(images):
-  return images.astype(jnp.float32) / 127.5 - 1.0
-
-
 # ------------------------------------------------------------------------------------------------- state
-
-def networks(config):
-  m = config.model
-  dtype = jnp.dtype(config.compute_dtype)
-  gen = generator(config)
-  return (id_mapper.attr_encoder(m.attr_encoder, int(m.attr_dim), m.attr_widths, dtype),
-          id_mapper.Mapper(tuple(m.mapper_hidden), gen.w_dim), id_mapper.LatentDiscriminator(tuple(m.disc_hidden)))
 
 
 def optimizers(config):
@@ -199,8 +156,6 @@ def optimizers(config):
 def _inception_init(params):
   """The attribute encoder's InceptionV3 starts from the ImageNet-trained FID Inception (the original starts
   from Keras' ImageNet weights)."""
-  from jaxface import assets
-  from jaxface.convert import unflatten
   loaded = unflatten({k: v for k, v in assets.load_params("fid_inception").items() if not k.startswith("__")})
   return {"inception": jax.tree.map(jnp.asarray, loaded)} if "inception" in params else params
 
@@ -233,19 +188,6 @@ def phase(config, step):
   cross = bool(s.cross_every) and step % int(s.cross_every) == 0
   adv = config.loss.w_gan > 0 and (bool(s.unified) or step % int(s.adv_every) == 0)
   return (cross, adv)
-
-
-def mapper_fn(config):
-  """(params, frozen, x_id, x_attr) -> (w [B, w_dim], z_id): the identity code is a constant."""
-  enc, mapper, _ = networks(config)
-  ex = experts_lib.functions(config)
-
-  def forward(params, frozen, x_id, x_attr):
-    z_id = jax.lax.stop_gradient(ex.identity(frozen, x_id))
-    z_attr = enc.apply({"params": params["enc"]}, x_attr).astype(jnp.float32)
-    return mapper.apply({"params": params["map"]}, jnp.concatenate([z_id, z_attr], -1)), z_id
-
-  return forward
 
 
 def train_step(config):
@@ -304,20 +246,9 @@ def train_step(config):
 
 # ------------------------------------------------------------------------------------------------- outputs
 
-def swap_fn(config):
-  """(state, x_id, x_attr) -> swapped images [B, R, R, 3] in [-1, 1] (pure; jit it)."""
-  forward, synth = mapper_fn(config), synthesize_fn(generator(config))
-
-  def swap(state, x_id, x_attr):
-    w, _ = forward(state["params"], state["frozen"], x_id, x_attr)
-    return synth(state["frozen"]["G"], w)
-
-  return swap
-
 
 def samples(config):
   """A swap grid at fixed held-out faces: row i = identity i, column j = attributes of face j."""
-  from jaxface.data import generator_samples as gs
   n = int(config.log.num_samples)
   images, _, _ = gs.open_samples(config.samples.path)
   first = int(config.samples.num_images)
@@ -327,8 +258,3 @@ def samples(config):
   attrs = jnp.asarray(np.tile(images[first + n:first + 2 * n], (n, 1, 1, 1)))
   swap = swap_fn(config)
   return lambda state: swap(state, to_float(ids), to_float(attrs))
-
-
-def evaluate(config, state, workdir):
-  from jaxface.eval import id_mapping as eval_lib
-  return eval_lib.evaluate(config, state, workdir)

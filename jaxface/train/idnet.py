@@ -5,41 +5,25 @@ The third identity-network option (besides the dlib descriptor and users' ArcFac
 embedding, and one unit-norm class centre per training identity (jaxface/losses/identity.py). Every step draws
 `batch_size` (identity, sample) pairs on the host - identity k from the first `num_train_identities` of the pool,
 any sample index for expression, pose, light, background - and renders them on device inside the step. The
-identities after `eval.first_identity` are never trained on; `evaluate` measures verification ROC-AUC on them
+identities after `eval.first_identity` are never trained on; the evaluator measures verification ROC-AUC on them
 (jaxface/eval/identity.py).
 
-`load_idnet(workdir)` gives DiscoFaceGAN the frozen net as a pure function images [B, R, R, 3] in [-1, 1] -> unit
-embeddings [B, E].
+`load_idnet(workdir)` (jaxface/runs/idnet.py) gives DiscoFaceGAN the frozen net as a pure function
+images [B, R, R, 3] in [-1, 1] -> unit embeddings [B, E].
 """
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxface.errors import CheckpointError, ConfigError, UserError
+from jaxface.data import synthetic
+from jaxface.data import synthetic_factors as sf
+from jaxface.errors import ConfigError, UserError
 from jaxface.losses import identity as id_losses
-from jaxface.models import resnet
+from jaxface.runs.idnet import identity_sample, network
 
-class SyntheticIdNet(nn.Module):
-  """[B, R, R, 3] in [-1, 1] -> [B, embed] (not normalized): ResNet features, then a linear embedding."""
-  depth: int = 18
-  embed: int = 128
-  train: bool = False
-  dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    h = resnet.ResNet(self.depth, self.train, self.dtype, name="backbone")(x)
-    return nn.Dense(self.embed, dtype=jnp.float32, param_dtype=jnp.float32, name="embed")(h)
-
-
-def network(config, train=False):
-  m = config.model
-  if m.depth not in resnet.STAGES:
-    raise ConfigError(f"config.model.depth={m.depth}; choose one of {sorted(resnet.STAGES)}.")
-  return SyntheticIdNet(m.depth, m.embed, train, jnp.dtype(config.compute_dtype))
+EVALS = ("identity",)  # evaluators when the config names none (jaxface/train/evaluators.py)
 
 
 def _validate(config):
@@ -59,20 +43,11 @@ def optimizer(config):
 
 # ------------------------------------------------------------------------------------------------- data
 
-def identity_sample(identity, index, world):
-  """Factors of sample `index` (expression, pose, light, background...) worn by identity `identity`."""
-  from jaxface.data import synthetic_factors as sf
-  f = sf.sample_factors(index, world)
-  f.update(sf.identity_factors(identity, world))
-  return f
-
 
 class IdentityBatches:
   """Global batches of factors with labels; deterministic in (seed, step), so the state is the step counter."""
 
   def __init__(self, config, process_index=0, process_count=1):
-    from jaxface.data import synthetic
-    from jaxface.data import synthetic_factors as sf
     self.world = sf.as_world_config(config.data)
     self.keys = synthetic.RENDER_KEYS
     self.n_ids, self.seed = config.idnet.num_train_identities, config.seed
@@ -112,7 +87,6 @@ def make_data(config):
 
 def render(config, factors):
   """Batched factors -> images [B, R, R, 3] in [-1, 1] (float32), on device."""
-  from jaxface.data import synthetic
   return synthetic.render_batch(factors, config.data.resolution, config.data)["image"] * 2.0 - 1.0
 
 
@@ -153,33 +127,3 @@ def train_step(config):
     return new_state, {"loss": loss, "train_acc": acc, "grad_norm": optax.global_norm(grads)}
 
   return step
-
-
-def embed_fn(config, params, batch_stats):
-  """Pure function images [B, R, R, 3] in [-1, 1] -> unit embeddings [B, E] (frozen, eval-mode BatchNorm)."""
-  net = network(config, train=False)
-  variables = {"params": params, "batch_stats": batch_stats}
-  return lambda images: id_losses.l2_normalize(net.apply(variables, images))
-
-
-def evaluate(config, state, workdir):
-  """Verification ROC-AUC on identities never trained on (jaxface/eval/identity.py)."""
-  from jaxface.eval import identity as eval_id
-  state = jax.device_get(state)
-  fn = embed_fn(config, state["params"]["net"], state["batch_stats"])
-  pairs = eval_id.make_pairs(config.eval.num_pairs, config.eval.first_identity, config.data.num_identities,
-                             config.data, seed=config.eval.seed)
-  return {"synthetic_idnet": eval_id.verify(eval_id.synthetic_embedder(fn), pairs, config.data,
-                                            config.data.resolution)}
-
-
-def load_idnet(workdir, step=None):
-  """Frozen identity net of a `configs/idnet.py` training: {"embed": fn images -> unit [B, E], "resolution": R,
-  "step": step}. Images are [B, R, R, 3] in [-1, 1], framed like the synthetic world's renders."""
-  from jaxface.train.priors import restore_workdir
-  config, state, step = restore_workdir(workdir, step)
-  if config.get("trainer") != "idnet":
-    raise CheckpointError(f"{workdir} was trained by {config.get('trainer')!r}, not the idnet method; pass the "
-                          f"workdir of a configs/idnet.py run.")
-  return {"embed": embed_fn(config, state["params"]["net"], state["batch_stats"]),
-          "resolution": int(config.data.resolution), "step": step}

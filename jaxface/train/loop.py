@@ -12,7 +12,11 @@ A method is a module in jaxface/train/ with:
                                                    (frozen experts): placed on the devices as they are, never
                                                    compiled into the init program
   samples(config) -> fn(state) -> images           optional; a grid at fixed inputs, [N, H, W, 3] in [-1, 1]
-  evaluate(config, state, workdir) -> dict         optional; run at the end, written to workdir/eval/
+  EVALS = ("name", ...)                            optional; the evaluators (jaxface/eval/<name>.py `run`) called
+                                                   at the end when the config names none in config.evals
+                                                   (jaxface/train/evaluators.py); results in workdir/eval/
+The inference half of a method (its networks, loaders, samplers) is jaxface/runs/<method>.py, which the trainer,
+the evaluators and the CLIs share; a trainer never imports jaxface/eval/.
 Everything else happens here, read top to bottom: mesh, state created already sharded, restore, jit with donated
 state, the step loop with metrics fetched one step late (the host never stalls the device), checkpoints,
 sample grids, preemption and the NaN/Inf halt.
@@ -31,8 +35,9 @@ import numpy as np
 from jaxface import checkpoint as ckpt_lib
 from jaxface import config as config_lib
 from jaxface import metrics as metrics_lib
-from jaxface import parallel
+from jaxface import parallel, run_guard
 from jaxface.errors import UserError
+from jaxface.train import evaluators
 
 
 class TrainingHalted(UserError):
@@ -94,8 +99,8 @@ def train(config, workdir):
   it for the whole run; the OS releases the lock however the process ends)."""
   lock = None
   if jax.process_index() == 0:
-    ckpt_lib.check_writable(workdir)
-    lock = ckpt_lib.WorkdirLock(workdir).acquire()
+    run_guard.check_writable(workdir)
+    lock = run_guard.WorkdirLock(workdir).acquire()
   try:
     return _train(config, workdir)
   finally:
@@ -177,7 +182,7 @@ def _run(config, workdir, method, mesh, plan, data, writer, checkpointer):
     writer.images(step, "samples", metrics_lib.image_grid(np.asarray(jax.device_get(sample_fn(state)))))
 
   # ---------------------------------------------------------------------------------------------- loop
-  preemption = ckpt_lib.Preemption().install()
+  preemption = run_guard.Preemption().install()
   pending = None  # (step, metrics on device): fetched after the next step is dispatched
   last_saved = first_step if first_step else None
 
@@ -225,8 +230,8 @@ def _run(config, workdir, method, mesh, plan, data, writer, checkpointer):
       if last_saved != total_steps and total_steps > first_step:
         save(total_steps)
       checkpointer.wait()
-      if hasattr(method, "evaluate"):
-        results = method.evaluate(config, state, workdir)
+      if evaluators.evaluators(config, method):
+        results = evaluators.run(config, state, workdir, method)
         if results and jax.process_index() == 0:
           os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
           with open(os.path.join(workdir, "eval", f"step_{total_steps}.json"), "w") as f:

@@ -4,32 +4,22 @@ Each step renders its batch of world factors on the device (synthetic.render_bat
 runs the encoder-decoder (models/parser.py, BatchNorm in training mode) and minimises
   w_ce·cross-entropy + w_dice·soft Dice (losses/segmentation.py).
 DiscoFaceGAN reads the hair channel of its parser; `hair_mask(model, images)` gives that probability map.
-Later methods load a trained parser with `load_parser(workdir)`.
+Later methods load a trained parser with `load_parser(workdir)` (jaxface/runs/parser.py).
 """
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
+from jaxface.data import batches as common
+from jaxface.data import synthetic
 from jaxface.errors import ConfigError
 from jaxface.losses import segmentation as seg_loss
-from jaxface.models.parser import Parser
+from jaxface.runs.parser import network
 from jaxface.train import rnet as rnet_lib
-from jaxface.train import common
 
-
-def num_classes():
-  from jaxface.data import synthetic
-  return len(synthetic.CLASSES)
-
-
-def network(config, train):
-  m = config.model
-  return Parser(num_classes=num_classes(), depth=m.depth, encoder_width=m.encoder_width, width=m.width,
-                train=train, dtype=jnp.dtype(config.compute_dtype))
+EVALS = ("segmentation",)  # evaluators when the config names none (jaxface/train/evaluators.py)
 
 
 def validate(config):
@@ -63,7 +53,6 @@ def phase(config, step):
 
 
 def train_step(config):
-  from jaxface.data import synthetic
   net = network(config, train=True)
   tx = optimizer(config)
   lc, res = config.loss, config.data.resolution
@@ -95,49 +84,4 @@ def make_data(config):
   return common.data_iterator(config)
 
 
-def evaluate(config, state, workdir):
-  del workdir
-  from jaxface.data import synthetic
-  from jaxface.eval import segmentation
-  model = ParserModel(config, {"params": state["params"], "batch_stats": state["batch_stats"]},
-                      int(state["step"]))
-  return segmentation.evaluate(model, config.data, config.eval.num_samples, config.eval.start,
-                               config.eval.batch_size, class_names=list(synthetic.CLASSES))
-
-
 # ------------------------------------------------------------------------------------------------- loading
-
-@dataclasses.dataclass
-class ParserModel:
-  """A trained parser: `logits(images)`, `labels(images)` (argmax) and `probs(images)`; images [N, R, R, 3] in
-  [0, 1] at the training resolution."""
-  config: ml_collections.ConfigDict
-  variables: dict
-  step: int
-
-  def __post_init__(self):
-    net = network(self.config, train=False)
-    self.num_classes = num_classes()
-    self._logits = jax.jit(lambda v, x: net.apply(v, x))
-
-  def logits(self, images):
-    return self._logits(self.variables, images)
-
-  def labels(self, images):
-    return jnp.argmax(self.logits(images), -1)
-
-  def probs(self, images):
-    return jax.nn.softmax(self.logits(images), -1)
-
-
-def hair_mask(model, images):
-  """DiscoFaceGAN's use of its parser: the hair-class probability [N, R, R]."""
-  from jaxface.data import synthetic
-  return model.probs(images)[..., list(synthetic.CLASSES).index("hair")]
-
-
-def load_parser(workdir, step=None):
-  """A trained parser (`ParserModel`) from a configs/parser.py workdir: config.json + the newest checkpoint."""
-  config, state, step = rnet_lib.read_checkpoint(workdir, step, trainer="parser")
-  variables = jax.tree.map(jnp.asarray, {"params": state["params"], "batch_stats": state["batch_stats"]})
-  return ParserModel(config, variables, step)

@@ -8,58 +8,32 @@ mask; it costs a differentiable render per step, so the CPU preset leaves it off
 The head predicts standardised coefficients: coeffs = mean + std·head(features), with the
 world's per-dimension mean/std (estimated once from `stats_samples` training draws and kept in the state), so
 the zero-initialised head starts at the mean face and every group trains at the same scale. Coefficients are
-laid out as the FaceModel layout of mp468.build_face_model(level) in `config.model.order` ("disco" = [id, tex,
+laid out as the FaceModel layout of mp468_bases.build_face_model(level) in `config.model.order` ("disco" = [id, tex,
 exp, angle, gamma, trans], what DiscoFaceGAN's R-Net and VAEs use).
 
-Later methods load a trained R-Net with `load_rnet(workdir)`.
+Later methods load a trained R-Net with `load_rnet(workdir)` (jaxface/runs/rnet.py).
 """
 
-import dataclasses
 import functools
-import json
-import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
-from jaxface.errors import CheckpointError, ConfigError
+from jaxface.data import batches as common
+from jaxface.data import synthetic
+from jaxface.data import synthetic_factors as sf
+from jaxface.errors import ConfigError
 from jaxface.losses import recon
-from jaxface.models.rnet import RNet
 from jaxface.render import face_model as fm_lib
-from jaxface.train import common
+from jaxface.render import render as render_lib
+from jaxface.runs.rnet import GROUP_NAMES, camera, face_model, layout, network
 
-GROUP_NAMES = ("id", "tex", "exp", "angle", "gamma", "trans")
+EVALS = ("recon",)  # evaluators when the config names none (jaxface/train/evaluators.py)
 
 
 # ------------------------------------------------------------------------------------------------- model
-
-@functools.lru_cache(maxsize=4)
-def face_model(level):
-  from jaxface.render import mp468
-  from jaxface.data import synthetic_factors as sf
-  return mp468.build_face_model(level=level, n_id=sf.N_ID, n_exp=sf.N_EXP, n_tex=sf.N_TEX)
-
-
-def layout():
-  from jaxface.data import synthetic_factors as sf
-  return fm_lib.CoeffLayout(n_id=sf.N_ID, n_exp=sf.N_EXP, n_tex=sf.N_TEX)
-
-
-def network(config, train):
-  """models/rnet.RNet at the torchvision width 64; the narrow ResNet-layout variant below it."""
-  dtype, n, depth = jnp.dtype(config.compute_dtype), layout().total, config.model.depth
-  if config.model.width == 64:
-    return RNet(num_coeffs=n, depth=depth, train=train, dtype=dtype)
-  from jaxface.models.rnet_small import NarrowRNet
-  return NarrowRNet(num_coeffs=n, depth=depth, width=config.model.width, train=train, dtype=dtype)
-
-
-def camera(data_cfg):
-  from jaxface.data import synthetic_render as sr
-  return sr.camera(float(data_cfg.focal))
 
 
 def validate(config):
@@ -83,7 +57,6 @@ def flat_targets(batch, order):
 
 @functools.lru_cache(maxsize=8)
 def _stats(world_cfg, order, num):
-  from jaxface.data import synthetic_factors as sf
   fs = sf.stack([sf.sample_factors(i, world_cfg) for i in range(num)])
   flat = np.concatenate([fs[g].reshape(num, -1) for g in fm_lib.COEFF_ORDERS[order]], -1).astype(np.float64)
   return flat.mean(0).astype(np.float32), np.maximum(flat.std(0), 1e-3).astype(np.float32)
@@ -91,7 +64,6 @@ def _stats(world_cfg, order, num):
 
 def coeff_stats(config):
   """Per-dimension mean and std [C] of the world's coefficients (from the first `stats_samples` draws)."""
-  from jaxface.data import synthetic_factors as sf
   return _stats(sf.as_world_config(config.data), config.model.order, int(config.model.stats_samples))
 
 
@@ -124,13 +96,11 @@ def phase(config, step):
 
 def _render_prediction(fm, coeffs, cam, res):
   """The face model rendered from predicted coefficients, in the synthetic images' display space (gamma 1/2.2)."""
-  from jaxface.render import render as render_lib
   out = render_lib.render(fm, coeffs, cam, res, window=4, capacity=max(4096, res * res // 3))
   return render_lib.to_display(out["image"]), out["mask"]
 
 
 def train_step(config):
-  from jaxface.data import synthetic
   net = network(config, train=True)
   tx = optimizer(config)
   lc, order, res = config.loss, config.model.order, config.data.resolution
@@ -182,79 +152,4 @@ def make_data(config):
   return common.data_iterator(config)
 
 
-def evaluate(config, state, workdir):
-  del workdir
-  from jaxface.eval import recon as recon_eval
-  model = RNetModel(config, {"params": state["params"], "batch_stats": state["batch_stats"]},
-                    np.asarray(state["coeff_mean"]), np.asarray(state["coeff_std"]), int(state["step"]))
-  return recon_eval.evaluate(model, config.data, config.eval.num_samples, config.eval.start,
-                             config.eval.batch_size)
-
-
 # ------------------------------------------------------------------------------------------------- loading
-
-@dataclasses.dataclass
-class RNetModel:
-  """A trained R-Net: `coeffs(images)` -> flat coefficients; `predict(images)` -> (coefficient dict, landmarks)."""
-  config: ml_collections.ConfigDict
-  variables: dict
-  coeff_mean: np.ndarray
-  coeff_std: np.ndarray
-  step: int
-
-  def __post_init__(self):
-    net = network(self.config, train=False)
-    fm, cam, lay = face_model(self.config.data.level), camera(self.config.data), layout()
-    res, order = self.config.data.resolution, self.config.model.order
-    mean, std = jnp.asarray(self.coeff_mean), jnp.asarray(self.coeff_std)
-    self.layout, self.order, self.face_model, self.camera = lay, order, fm, cam
-
-    def coeffs(variables, images):
-      return mean + std * net.apply(variables, images)
-
-    def predict(variables, images):
-      c = fm_lib.split_coeffs(coeffs(variables, images), lay, order)
-      return c, jax.vmap(lambda x: recon.landmark_points(fm, x, cam, res))(c)
-
-    self._coeffs, self._predict = jax.jit(coeffs), jax.jit(predict)
-
-  def coeffs(self, images):
-    """images [N, R, R, 3] RGB in [0, 1] -> [N, C] coefficients in `self.order`."""
-    return self._coeffs(self.variables, images)
-
-  def predict(self, images):
-    return self._predict(self.variables, images)
-
-
-def read_checkpoint(workdir, step=None, trainer=None):
-  """(config, state as numpy, step) of the newest (or given) checkpoint in a training workdir."""
-  from jaxface import checkpoint as ckpt_lib
-  cfg_path = os.path.join(workdir, "config.json")
-  ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")  # Orbax wants absolute paths
-  if not os.path.isfile(cfg_path):
-    raise CheckpointError(f"{workdir!r} has no config.json; pass the --workdir of a finished or running "
-                          f"training run.")
-  with open(cfg_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if trainer and config.get("trainer") != trainer:
-    raise CheckpointError(f"{workdir!r} was trained with trainer={config.get('trainer')!r}, not {trainer!r}; "
-                          f"pass a workdir trained with configs/{trainer}.py.")
-  steps = sorted(int(n) for n in os.listdir(ckpt_dir) if n.isdigit()) if os.path.isdir(ckpt_dir) else []
-  if not steps:
-    raise CheckpointError(f"{workdir!r} has no checkpoints yet; train first (python -m jaxface.main ...).")
-  step = steps[-1] if step is None else int(step)
-  if step not in steps:
-    raise CheckpointError(f"{workdir!r} has no checkpoint at step {step}; available: {steps}.")
-  try:
-    state = ckpt_lib.restore_numpy(os.path.join(ckpt_dir, str(step), "state"))
-  except Exception as e:  # a broken checkpoint directory: report what to do
-    raise CheckpointError(f"checkpoint {ckpt_dir}/{step} cannot be read ({e}); use another --step or "
-                          f"retrain.") from None
-  return config, state, step
-
-
-def load_rnet(workdir, step=None):
-  """A trained R-Net (`RNetModel`) from a configs/rnet.py workdir: config.json + the newest checkpoint."""
-  config, state, step = read_checkpoint(workdir, step, trainer="rnet")
-  variables = jax.tree.map(jnp.asarray, {"params": state["params"], "batch_stats": state["batch_stats"]})
-  return RNetModel(config, variables, np.asarray(state["coeff_mean"]), np.asarray(state["coeff_std"]), step)

@@ -13,7 +13,7 @@ a constant); const noise by default, as released; no segmentation loss (the rele
 z (the release normalises the two 256-d halves separately in training only); no random scale-crop augmentation
 (the synthetic world is already framed; flips are done).
 
-The phases, optimizer, EMA and discriminator are jaxface.train.stylegan2's; evaluation is jaxface.eval.siw.
+The phases, optimizer, EMA and discriminator are jaxface/train/stylegan2.py's; evaluation is jaxface/eval/siw.py.
 The batch is flat: "img/<field>" (the image stream) and "seg/<field>" (world factors whose label map is used).
 """
 
@@ -22,29 +22,35 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxface.data import batches as common
+from jaxface.data import pipeline, synthetic
 from jaxface.edit import region
 from jaxface.errors import ConfigError
 from jaxface.losses import adversarial
 from jaxface.models import siw as siw_lib
-from jaxface.train import common
+from jaxface.runs.siw import generator, parser_bootstrap_config, sample_z_pairs
+from jaxface.train import experts
 from jaxface.train import stylegan2 as sg2_train
+from jaxface.train.evaluators import evaluators
+
+EVALS = ("siw",)  # evaluators when the config names none (jaxface/train/evaluators.py)
 
 SEG_SEED_OFFSET = 1  # the label-map stream's seed is config.seed + this (independent of the image stream)
 
 # ------------------------------------------------------------------------------------------------- models
 
 
-def generator(config):
-  m = config.model
-  return siw_lib.SIWGenerator(
-      resolution=m.resolution, z_dim=m.z_dim, w_dim=m.w_dim, mapping_layers=m.mapping_layers,
-      mapping_lr_mul=m.mapping_lr_mul, channel_base=m.channel_base, channel_max=m.channel_max,
-      seg_res=m.seg_res, enc_widths=tuple(m.enc_widths), spade_resolutions=tuple(m.spade_resolutions),
-      spade_hidden=m.spade_hidden, dtype=jnp.dtype(config.compute_dtype), style_impl=m.style_impl)
-
-
 discriminator = sg2_train.discriminator
 phase = sg2_train.phase
+
+
+def prepare(config, log=print):
+  """Trains the evaluation parser's bootstrap (when config.eval.parser is empty) before the run starts, and
+  records its workdir in the config, so the evaluator after training only reads it."""
+  if "siw" in evaluators(config) and not config.eval.parser:
+    cfg = parser_bootstrap_config(config)
+    config.eval.parser = experts.trained_bootstrap(cfg, "parser", config.eval.parser_bootstrap, log)
+  return config
 
 
 def validate(config):
@@ -94,7 +100,6 @@ def split_batch(batch):
 def reals_and_labels(config, img_batch, seg_batch):
   """Real images [B, R, R, 3] in [-1, 1] and unpaired 17-class label maps [B, R, R] from the two streams. With
   the synthetic world as the image source both streams go through ONE render call (half the compiled graph)."""
-  from jaxface.data import synthetic
   res, b = config.data.resolution, next(iter(seg_batch.values())).shape[0]
   if "image" in img_batch:
     reals = common.real_images(config, img_batch)
@@ -104,15 +109,6 @@ def reals_and_labels(config, img_batch, seg_batch):
     out = synthetic.render_batch(both, res, config.data)
     reals, seg = out["image"][:b].astype(jnp.float32) * 2.0 - 1.0, out["seg"][b:]
   return reals, region.world_to_sofgan17(seg)
-
-
-def sample_z_pairs(key, n, z_dim, distinct_prob):
-  """z [n, 2, z_dim]: two independent codes with probability distinct_prob, else one code repeated."""
-  k1, k2, k3 = jax.random.split(key, 3)
-  z = jax.random.normal(k1, (n, 2, z_dim))
-  same = jax.random.uniform(k2, (n,)) >= distinct_prob
-  z2 = jnp.where(same[:, None], z[:, 0], jax.random.normal(k3, (n, z_dim)))
-  return jnp.stack([z[:, 0], z2], axis=1)
 
 
 def random_flip(key, images):
@@ -206,7 +202,6 @@ class UnpairedIterator:
     return self
 
   def __next__(self):
-    from jaxface.data import synthetic
     img = next(self.images)
     if "image" in img:
       img = {"image": img["image"]}
@@ -238,7 +233,6 @@ def label_data_config(config):
 
 def make_data(config):
   validate(config)
-  from jaxface.data import pipeline
   images = common.data_iterator(config)
   labels = pipeline.make_iterator(label_data_config(config), global_batch_size=config.batch_size,
                                   seed=config.seed + SEG_SEED_OFFSET)
@@ -249,7 +243,6 @@ def make_data(config):
 
 def sample_labels(config, n, start=None):
   """17-class label maps [n, R, R] of held-out world indices (numpy), for grids and evaluation."""
-  from jaxface.data import synthetic
   start = config.eval.start if start is None else start
   seg = synthetic.render_items(range(start, start + n), config.data.resolution, config.data,
                                batch_size=min(int(config.eval.batch_size), 32))["seg"]  # eval's compiled shape
@@ -273,8 +266,3 @@ def samples(config):
     return jnp.stack([colours, img], axis=1).reshape((2 * n,) + img.shape[1:])
 
   return fn
-
-
-def evaluate(config, state, workdir):
-  from jaxface.eval import siw as siw_eval
-  return siw_eval.evaluate(config, state, workdir)

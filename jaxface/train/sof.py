@@ -8,32 +8,22 @@ minimise, as released:
 (the release writes the last weight as reg_weight 1e-3 times an internal 1e4). Adam over everything, codes
 included (the release's lr is 5e-5; the CPU presets use more).
 Evaluate: held-out-view mIoU of the training instances (views never trained on), via eval/segmentation.py.
-`load_sof(workdir)` gives a `SOFModel` (frozen networks + code table) for sampling, inversion and rendering.
+`load_sof(workdir)` (jaxface/runs/sof.py) gives a `SOFModel` (frozen networks + code table) for sampling,
+inversion and rendering.
 """
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp
-import ml_collections
-import numpy as np
 import optax
 
+from jaxface.data import multiview
 from jaxface.errors import ConfigError
+from jaxface.losses.sof import losses
 from jaxface.models.sof import SOF
-from jaxface.render import raymarch
+from jaxface.runs.sof import network, rays_of, render_labels
 
-
-def num_classes():
-  from jaxface.data import synthetic
-  return len(synthetic.CLASSES)
-
-
-def network(config):
-  m = config.model
-  return SOF(num_instances=config.multiview.num_instances, num_classes=num_classes(), latent_dim=m.latent_dim,
-             width=m.width, hyper_hidden=m.hyper_hidden, head_hidden=m.head_hidden, step_hidden=m.step_hidden,
-             steps=m.steps, radius=m.radius, center=tuple(float(c) for c in m.center), jitter=m.jitter)
+EVALS = ("sof",)  # evaluators when the config names none (jaxface/train/evaluators.py)
 
 
 def validate(config):
@@ -56,20 +46,6 @@ def optimizer(config):
     lr = optax.cosine_decay_schedule(o.lr, config.total_steps, alpha=o.final_lr_fraction)
   return optax.chain(optax.clip_by_global_norm(o.grad_clip) if o.grad_clip > 0 else optax.identity(),
                      optax.adam(lr, b1=o.b1, b2=o.b2))
-
-
-def rays_of(batch, orthographic):
-  """Per-element rays of a batch: origins, dirs [B,N,3]."""
-  return jax.vmap(lambda uv, k, c: raymarch.rays(uv, k, c, orthographic))(batch["uv"], batch["k"], batch["c2w"])
-
-
-def losses(out, z, labels, lc):
-  """The released objective's terms (means over rays / code entries) and the weighted total."""
-  ce = optax.softmax_cross_entropy_with_integer_labels(out["logits"], labels).mean()
-  latent = jnp.mean(z ** 2)
-  depth = jnp.mean(jnp.minimum(out["depth"], 0.0) ** 2)
-  total = lc.w_ce * ce + lc.w_latent * latent + lc.w_depth * depth
-  return total, {"loss_ce": ce, "loss_latent": latent, "loss_depth": depth}
 
 
 # ------------------------------------------------------------------------------------------------- state
@@ -114,7 +90,6 @@ def train_step(config):
 
 
 def make_data(config):
-  from jaxface.data import multiview
   validate(config)
   data = multiview.load(config)
   return multiview.RayBatches(data, config.batch_size, config.multiview.rays_per_view, config.seed,
@@ -124,7 +99,6 @@ def make_data(config):
 
 def samples(config):
   """Label-map renders of the first instances' first held-out view, [N, R, R, 3] in [-1, 1]."""
-  from jaxface.data import multiview
   data = multiview.load(config)
   n = min(config.log.num_samples, config.multiview.num_instances)
   view = data["heldout_views"][0] if len(data["heldout_views"]) else 0
@@ -140,76 +114,4 @@ def samples(config):
   return fn
 
 
-def evaluate(config, state, workdir):
-  del workdir
-  model = SOFModel(config, jax.device_get(state["params"]), int(state["step"]))
-  from jaxface.eval import sof as sof_eval
-  return sof_eval.heldout_view_miou(model, config.eval.num_instances)
-
-
 # ------------------------------------------------------------------------------------------------- rendering
-
-def render_labels(net, params, z, c2w, k, res, orthographic=False):
-  """Argmax label maps [B, R, R] of codes z [B, latent] from cameras c2w [B, 4, 4] (jittable)."""
-  return render_logits(net, params, z, c2w, k, res, orthographic).argmax(-1).reshape(z.shape[0], res, res)
-
-
-def render_logits(net, params, z, c2w, k, res, orthographic=False):
-  """Logits [B, R*R, C] of full views (no jitter)."""
-  uv = jnp.asarray(raymarch.pixel_grid(res, res))
-  k = jnp.asarray(k, jnp.float32)
-  origins, dirs = jax.vmap(lambda c: raymarch.rays(uv, k, c, orthographic))(c2w)
-  return net.apply({"params": params}, z, origins, dirs, c2w, None, method=SOF.render)["logits"]
-
-
-@dataclasses.dataclass
-class SOFModel:
-  """A trained SOF: frozen parameters, the learned code table and its training data's camera set-up.
-  `labels(z, c2w)` renders label maps [B, R, R] at the training resolution (or `res`)."""
-  config: ml_collections.ConfigDict
-  params: dict
-  step: int
-
-  def __post_init__(self):
-    self.net = network(self.config)
-    self.num_classes = num_classes()
-    self.res = int(self.config.data.resolution)
-    self.orthographic = bool(self.config.multiview.orthographic)
-    self._render = jax.jit(lambda p, z, c, k, res: render_logits(self.net, p, z, c, k, res, self.orthographic),
-                           static_argnums=(4,))
-
-  @property
-  def codes(self):
-    return np.asarray(self.params["codes"])
-
-  def intrinsics(self, res=None):
-    from jaxface.data import synthetic_factors as sf
-    res = res or self.res
-    f = sf.as_world_config(self.config.data).focal * res / 256.0
-    return np.array([[f, 0, res / 2], [0, f, res / 2], [0, 0, 1]], np.float32)
-
-  def logits(self, z, c2w, res=None, chunk=8):
-    """Logits [B, R, R, C] for codes [B, latent] and cameras [B, 4, 4], rendered `chunk` views at a time."""
-    res = res or self.res
-    z, c2w = np.asarray(z, np.float32), np.asarray(c2w, np.float32)
-    m = self.config.model
-    raymarch.check_camera(c2w, m.radius, tuple(m.center))  # a camera inside or facing away from the head: UserError
-    outs = []
-    for s in range(0, len(z), chunk):
-      zc, cc = z[s:s + chunk], c2w[s:s + chunk]
-      pad = chunk - len(zc)  # fixed shapes: one compile per (chunk, res)
-      zc = np.concatenate([zc, np.repeat(zc[-1:], pad, 0)])
-      cc = np.concatenate([cc, np.repeat(cc[-1:], pad, 0)])
-      out = np.asarray(self._render(self.params, zc, cc, self.intrinsics(res), res))
-      outs.append(out[:chunk - pad])
-    return np.concatenate(outs).reshape(len(z), res, res, -1)
-
-  def labels(self, z, c2w, res=None):
-    return self.logits(z, c2w, res).argmax(-1)
-
-
-def load_sof(workdir, step=None):
-  """A trained SOF (`SOFModel`) from a configs/sof.py workdir: config.json + the newest checkpoint."""
-  from jaxface.train import rnet as rnet_lib
-  config, state, step = rnet_lib.read_checkpoint(workdir, step, trainer="sof")
-  return SOFModel(config, jax.tree.map(jnp.asarray, state["params"]), step)

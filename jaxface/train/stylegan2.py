@@ -11,23 +11,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxface.data import batches as common
 from jaxface.errors import ConfigError
 from jaxface.losses import adversarial
 from jaxface.models import stylegan2 as sg2
-from jaxface.train import common
+from jaxface.runs.stylegan2 import _dtype, generator
 
 
 # ------------------------------------------------------------------------------------------------- models
-
-def _dtype(config):
-  return jnp.dtype(config.compute_dtype)
-
-
-def generator(config):
-  m = config.model
-  return sg2.Generator(z_dim=m.z_dim, w_dim=m.w_dim, resolution=m.resolution, mapping_layers=m.mapping_layers,
-                       mapping_lr_mul=m.mapping_lr_mul, normalize_z=True, channel_base=m.channel_base,
-                       channel_max=m.channel_max, img_channels=3, dtype=_dtype(config))
 
 
 def discriminator(config):

@@ -26,9 +26,12 @@ import time
 import jax
 import numpy as np
 
+from jaxface.data import images
 from jaxface.data.images import MAX_PHOTO_PIXELS as MAX_PIXELS  # decoded size limit of an upload
+from jaxface.edit import embed
 from jaxface.errors import DataError
 from jaxface.render.lighting import AMBIENT
+from jaxface.runs.disco_generator import _expression_names, to_uint8
 
 BFM_EXP_SLIDERS = 10                     # BFM has 64 unnamed expression coefficients: slide the first k
 UPLOAD_ID = re.compile(r"u[0-9a-f]{12}\Z")
@@ -71,7 +74,6 @@ def slider_specs(gen):
 
 def expression_names(gen):
   """The synthetic model's named units, or "exp 1".."exp k" for the first k BFM coefficients."""
-  from jaxface.generate import _expression_names
   names = _expression_names(gen)
   if names:
     return tuple(names)
@@ -108,7 +110,6 @@ def relight(gamma, values):
 def decode_image(data, max_pixels=MAX_PIXELS):
   """Upload bytes -> (H, W, 3) uint8 (`jaxface.data.images.read_photo`), its errors as HTTP statuses: too many
   pixels -> 413, not an image of images.PHOTO_FORMATS -> 415, truncated or corrupt -> 400."""
-  from jaxface.data import images
   try:
     return images.read_photo(data, max_pixels)
   except images.ImageTooLargeError as e:
@@ -242,11 +243,9 @@ class Editor:
       blocks = self.edit_blocks(self.seed_blocks(ident), values, neutral=True)
       img = gen.synthesize(gen.ws(blocks, noise=ident, psi=values["psi"]))
     else:
-      from jaxface.edit import embed
       up = self._upload(ident)
       blocks = self.edit_blocks(up.blocks, values, neutral=False)
       img = gen.synthesize(embed.edit_ws(gen, up.ws, up.blocks, blocks), up.noise)
-    from jaxface.generate import to_uint8
     out = to_uint8(img)[0]  # to host: the frame is done
     return out, (time.perf_counter() - t0) * 1e3
 
@@ -256,7 +255,6 @@ class Editor:
     """Photo bytes -> embedding kept under a new id. Returns {id, label, values (the photo's own slider values),
     recon, target (PNG data URLs), embed_ms}. RequestError 413/415/400, embed.NoFaceError (422) for no face."""
     image = decode_image(data, self.max_pixels)
-    from jaxface.edit import embed
     if not self._embedding.acquire(blocking=False):
       raise RequestError("another photo is being embedded; try again when it is done", 503)
     try:
@@ -292,7 +290,6 @@ class Editor:
 
   def warm(self):
     """Compiles every per-frame program once (seed path and upload path) so the first slider move is fast."""
-    from jaxface.edit import embed
     img, _ = self.frame({"identity": {"seed": 0}})
     blocks = self.edit_blocks(self.seed_blocks(0), self.defaults(), neutral=True)
     ws = embed.edit_ws(self.gen, self.gen.ws(blocks, noise=0, psi=1.0), blocks, blocks)

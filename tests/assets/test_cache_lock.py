@@ -124,7 +124,7 @@ def test_the_lock_serializes_threads_of_one_process_too(tmp_path, monkeypatch):
 def test_racing_expert_bootstraps_train_once(tmp_path, monkeypatch):
   """Two runs that need the same untrained synthetic expert: one trains it, the other waits and reuses it."""
   import ml_collections
-  from jaxface.train import disco_experts, loop
+  from jaxface.train import experts as disco_experts, loop
   monkeypatch.setenv("JAXFACE_CACHE", str(tmp_path / "cache"))
   trained = []
 

@@ -88,8 +88,8 @@ def test_same_factors_across_resolutions(r32, r64):
 
 def test_true_coefficients_reproduce_face_region_and_landmarks(r64):
   import jax
-  from jaxface.render import mp468, render
-  fm = mp468.build_face_model(level=CFG.level)
+  from jaxface.render import mp468_bases, render
+  fm = mp468_bases.build_face_model(level=CFG.level)
   cam = sr.camera(CFG.focal)
   fs = sf.stack([syn.sample_factors(i) for i in IDX])
   coeffs = {k: jnp.asarray(fs[k]) for k in ("id", "exp", "tex", "angle", "gamma", "trans")}
@@ -178,8 +178,8 @@ def test_source_prepare_items_and_multiview(r32):
   assert views["angle"].shape == (4, 3) and np.array_equal(views["id"][0], views["id"][2])
   out = _render(views, 32)
   # The OpenCV cameras reproduce the rendered landmark positions: x_cam = w2c·X, pixel = K·x_cam / z.
-  from jaxface.render import mp468
-  fm = mp468.build_face_model_arrays(CFG.level)
+  from jaxface.render import mp468, mp468_bases
+  fm = mp468_bases.build_face_model_arrays(CFG.level)
   verts = fm["mean_shape"] + np.einsum("vck,k->vc", fm["id_basis"], views["id"][0]) + np.einsum(
       "vck,k->vc", fm["exp_basis"], views["exp"][0])
   for k in range(4):

@@ -18,14 +18,14 @@ OPTS = dict(align=False, steps=40, batch_size=2)  # one config and batch size: o
 
 @pytest.fixture(scope="module")
 def gen(tiny_disco):
-  from jaxface.generate import Generator
+  from jaxface.runs.disco_generator import Generator
   os.environ["JAXFACE_CACHE"] = tiny_disco["env"]["JAXFACE_CACHE"]
   return Generator.load(str(tiny_disco["workdir"]))
 
 
 def _world_photos(gen, n, start=2_005_000_000):
   from jaxface.eval.disco import _world_images, _world_sample
-  from jaxface.generate import to_uint8
+  from jaxface.runs.disco_generator import to_uint8
   return to_uint8(_world_images(gen.config, [_world_sample(gen.config, start + i) for i in range(n)])[0])
 
 
@@ -35,7 +35,7 @@ def _psnr(a, b):
 
 def test_embedding_reconstructs_the_photo_better_than_its_start(gen):
   from jaxface.edit import embed
-  from jaxface.generate import to_uint8
+  from jaxface.runs.disco_generator import to_uint8
   photos = _world_photos(gen, 3)
   emb = embed.embed_photos(gen, list(photos), **OPTS)  # 2 chunks, the last one padded
   assert emb.ws.shape == (3, gen.num_ws, gen.G.w_dim) and emb.recon.shape == photos.shape
@@ -57,7 +57,7 @@ def test_edit_is_the_mapping_offset_between_new_and_old_coefficients(gen):
   new["angle"][:, 1] += np.deg2rad(20.0)
   lam = lambda b: jnp.concatenate([jnp.asarray(b[k]) for k in ("id", "tex", "exp", "angle", "gamma")], -1)
   eps = jax.random.normal(jax.random.key(10_007), (1, gen.noise_dim)).repeat(2, 0)  # the seed-0 ε of gen.ws
-  from jaxface.train import disco_experts as dx
+  from jaxface.runs import disco_experts as dx
   phi = lambda b: gen.G.apply({"params": gen.params}, dx.generator_input(gen.frozen, lam(b), eps), method="map")
   want = ws + np.asarray(phi(new) - phi(old))[:, None]
   np.testing.assert_allclose(np.asarray(embed.edit_ws(gen, ws, old, new)), want, atol=1e-4)

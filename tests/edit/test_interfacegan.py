@@ -6,6 +6,7 @@ import pytest
 import scipy.optimize
 
 from jaxface.edit import interfacegan as ifg
+from jaxface.runs import latent_codes
 from jaxface.errors import UserError
 
 
@@ -17,7 +18,7 @@ def _unit(v):
 def _planted(d, n, seed=0, noise=0.0):
   rng = np.random.default_rng(seed)
   normal = _unit(rng.standard_normal(d))
-  z = ifg.renormalize_z(rng.standard_normal((n, d)))
+  z = latent_codes.renormalize_z(rng.standard_normal((n, d)))
   scores = (z @ normal + noise * rng.standard_normal(n))[:, None]
   return z, scores, normal
 
@@ -29,11 +30,11 @@ def _hinge_objective(x, y, w, b, C=1.0):
 # ------------------------------------------------------------------------------------------------- latents
 
 def test_sample_z_lies_on_the_sqrt_d_sphere_and_is_seeded():
-  z = ifg.sample_z(3, 500, 64)
+  z = latent_codes.sample_z(3, 500, 64)
   assert z.shape == (500, 64) and z.dtype == np.float32
   np.testing.assert_allclose(np.linalg.norm(z, axis=1), 8.0, rtol=1e-5)
-  np.testing.assert_array_equal(z, ifg.sample_z(3, 500, 64))
-  assert not np.allclose(z, ifg.sample_z(4, 500, 64))
+  np.testing.assert_array_equal(z, latent_codes.sample_z(3, 500, 64))
+  assert not np.allclose(z, latent_codes.sample_z(4, 500, 64))
   assert abs(z.mean()) < 0.02 and abs(z.std() - 1) < 0.02  # still the N(0, I) directions
 
 
@@ -179,7 +180,7 @@ def test_two_condition_closed_form_equals_the_linear_solve_path():
 def test_conditional_edit_leaves_the_conditioned_attribute_alone():
   # Two planted linear attributes with cos(n1, n2) = 0.5; boundaries are learned from data, as in practice.
   n1, n2, _, _ = _correlated_normals(d=32, seed=8)
-  z = ifg.sample_z(0, 20_000, 32).astype(np.float64)
+  z = latent_codes.sample_z(0, 20_000, 32).astype(np.float64)
   b1 = ifg.train_boundary(z, (z @ n1[0])[:, None]).astype(np.float64)
   b2 = ifg.train_boundary(z, (z @ n2[0])[:, None]).astype(np.float64)
   alpha = 3.0
@@ -261,9 +262,9 @@ def test_train_boundary_rejects_bad_input():
   with pytest.raises(UserError, match="8 dimensions"):
     ifg.train_boundary(z, scores, center=np.zeros(5))
   with pytest.raises(UserError, match=r"\[N, 16\]"):
-    ifg.check_codes(np.zeros((3, 12)), "z", 16)
+    latent_codes.check_codes(np.zeros((3, 12)), "z", 16)
   with pytest.raises(UserError, match="unknown latent space"):
-    ifg.parse_space("s")
+    latent_codes.parse_space("s")
 
 
 def test_rescoring_matrix_on_a_linear_toy_generator():

@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from jaxface import interfacegan as cli_mod
-from jaxface.edit import generator_io
-from jaxface.edit import interfacegan as ifg
+from jaxface.edit import predictors
+from jaxface.runs import stylegan2 as stylegan2_run
+from jaxface.runs import latent_codes as ifg
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TRAIN = ["--config", "configs/stylegan2.py:tiny,res=16", "--config.total_steps=2", "--config.model.channel_max=16",
@@ -101,8 +102,8 @@ def test_generate_train_edit_rescore_end_to_end(workdir, tmp_path):
 
 def test_generator_paths_match_the_trained_module(workdir):
   import jax
-  from jaxface.train import stylegan2 as sg2_train
-  G = generator_io.load_generator(workdir, truncation_psi=0.5, truncation_layers=2)
+  from jaxface.runs import stylegan2 as sg2_train
+  G = stylegan2_run.load_generator(workdir, truncation_psi=0.5, truncation_layers=2)
   assert (G.z_dim, G.w_dim, G.num_ws, G.resolution, G.step) == (16, 16, 6, 16, 2)
   z = ifg.sample_z(0, 6, 16)
   out = G.synthesize(z, "z")
@@ -185,7 +186,7 @@ def test_bad_input_is_a_clear_error(workdir, tmp_path, capsys):
 
 PLUGIN = '''
 import numpy as np
-from jaxface.edit.generator_io import Predictor
+from jaxface.edit.predictors import Predictor
 
 def mean_red(images):
   return images[..., 0].mean(axis=(1, 2))[:, None]
@@ -210,24 +211,24 @@ def test_predictors_plug_in_by_name_or_module_path(tmp_path, monkeypatch):
   (tmp_path / "ifg_plugin_preds.py").write_text(PLUGIN)
   monkeypatch.syspath_prepend(str(tmp_path))
   images = np.random.default_rng(0).uniform(-1, 1, (5, 8, 8, 3)).astype(np.float32)
-  red = generator_io.get_predictor("ifg_plugin_preds:mean_red")
+  red = predictors.get_predictor("ifg_plugin_preds:mean_red")
   assert list(red.names) == ["red"]
   np.testing.assert_allclose(red(images)[:, 0], images[..., 0].mean(axis=(1, 2)), rtol=1e-6)
-  bright = generator_io.get_predictor("ifg_plugin_preds:INSTANCE")  # batches of 2, the last one short
+  bright = predictors.get_predictor("ifg_plugin_preds:INSTANCE")  # batches of 2, the last one short
   np.testing.assert_allclose(bright(images)[:, 0], images.mean(axis=(1, 2, 3)), rtol=1e-6)
-  lohi = generator_io.get_predictor("ifg_plugin_preds:factory")
+  lohi = predictors.get_predictor("ifg_plugin_preds:factory")
   np.testing.assert_allclose(lohi(images), np.stack([images.min((1, 2, 3)), images.max((1, 2, 3))], -1))
   assert lohi.index("hi") == 1
-  monkeypatch.setitem(generator_io._REGISTRY, "ifg_test_lohi", lambda: lohi)
-  assert generator_io.get_predictor("ifg_test_lohi") is lohi
-  toy = generator_io.get_predictor("toy_colour")(images)
+  monkeypatch.setitem(predictors._REGISTRY, "ifg_test_lohi", lambda: lohi)
+  assert predictors.get_predictor("ifg_test_lohi") is lohi
+  toy = predictors.get_predictor("toy_colour")(images)
   np.testing.assert_allclose(toy[:, 1], images[..., 0].mean((1, 2)) - images[..., 2].mean((1, 2)), rtol=1e-5)
-  for spec, needle in (("ifg_plugin_preds:broken", "not a jaxface.edit.generator_io.Predictor"),
+  for spec, needle in (("ifg_plugin_preds:broken", "not a jaxface.edit.predictors.Predictor"),
                        ("ifg_plugin_preds:missing", "has no attribute 'missing'"),
                        ("no_such_module_xyz:f", "cannot import"), ("smile_net", "unknown predictor")):
     with pytest.raises(UserError, match=needle):
-      generator_io.get_predictor(spec)
+      predictors.get_predictor(spec)
   with pytest.raises(UserError, match=r"\[N, 1\]"):
-    generator_io.get_predictor("ifg_plugin_preds:wrong_shape")(images)
+    predictors.get_predictor("ifg_plugin_preds:wrong_shape")(images)
   with pytest.raises(UserError, match="unknown attribute 'mid'"):
     lohi.index("mid")

@@ -24,7 +24,7 @@ def shared_server(tiny_disco):
   is most of their time. The server thread is a daemon: it ends with the test process."""
   if not _SHARED:
     from jaxface import serve
-    from jaxface.generate import Generator
+    from jaxface.runs.disco_generator import Generator
     from jaxface.web.editor import Editor
     os.environ["JAXFACE_CACHE"] = tiny_disco["env"]["JAXFACE_CACHE"]
     editor = Editor(Generator.load(str(tiny_disco["workdir"])), embed_steps=3, max_pixels=MAX_PIXELS)
@@ -100,7 +100,7 @@ def assert_serving(port):
 # ------------------------------------------------------------------------------------------------- frames
 
 def test_frames_follow_the_sliders_and_match_the_generator(editor, port):
-  from jaxface.generate import to_uint8
+  from jaxface.runs.disco_generator import to_uint8
   gen = editor.gen
   status, headers, page = call(port, "GET", "/")
   assert status == 200 and b'<script src="/editor.js">' in page and headers["content-type"].startswith("text/html")

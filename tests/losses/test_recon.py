@@ -9,6 +9,7 @@ from jaxface.data import synthetic, synthetic_factors as sf
 from jaxface.losses import recon
 from jaxface.render import face_model as fm_lib
 from jaxface.train import rnet
+from jaxface.runs import rnet as rnet_run
 
 
 def _np_rotation(a):
@@ -33,7 +34,7 @@ def _np_landmarks(fm, f, focal, res):
 
 def test_landmark_points_match_numpy_projection_and_the_world_render():
   cfg = sf.WorldConfig()
-  fm, cam = rnet.face_model(cfg.level), rnet.camera(cfg)
+  fm, cam = rnet_run.face_model(cfg.level), rnet_run.camera(cfg)
   fs = [sf.sample_factors(i, cfg) for i in (3, 11)]
   for f in fs:
     got = np.asarray(recon.landmark_points(fm, {k: jnp.asarray(f[k]) for k in ("id", "exp", "angle", "trans")},
@@ -107,6 +108,6 @@ def test_gamma_mono_loss():
 def test_flat_targets_follow_the_order(order):
   f = sf.stack([sf.sample_factors(i) for i in range(2)])
   flat = np.asarray(rnet.flat_targets(f, order))
-  back = fm_lib.split_coeffs(flat, rnet.layout(), order)
+  back = fm_lib.split_coeffs(flat, rnet_run.layout(), order)
   for k in ("id", "tex", "exp", "angle", "gamma", "trans"):
     np.testing.assert_array_equal(np.asarray(back[k]), f[k])

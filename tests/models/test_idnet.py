@@ -11,6 +11,7 @@ from jaxface.models import idnet
 
 import _torch_reference_nets as torch_refs  # noqa: E402  (sibling helper; tests/models is on sys.path)
 import torch  # noqa: E402  (test requirement)
+from jaxface.convert import arcface
 
 
 def _faces():
@@ -75,7 +76,7 @@ def test_arcface_state_dict_matches_torch(tmp_path):
   net, x, ref = _arcface_torch(0)
   path = tmp_path / "backbone.pth"
   torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, path)  # DataParallel-saved
-  assert_matches_torch(idnet.convert_arcface(str(path)), x, ref)
+  assert_matches_torch(arcface.convert_arcface(str(path)), x, ref)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -84,7 +85,7 @@ def test_arcface_onnx_matches_torch(tmp_path):
   path = tmp_path / "w600k_r_tiny.onnx"
   # The legacy exporter folds each BN into its conv, like insightface's released ONNX files.
   torch.onnx.export(net, torch.zeros(1, 3, 32, 32), str(path), dynamo=False, input_names=["input.1"])
-  assert_matches_torch(idnet.convert_arcface(str(path)), x, ref)
+  assert_matches_torch(arcface.convert_arcface(str(path)), x, ref)
 
 
 def test_arcface_user_asset_errors(tmp_path):
@@ -95,7 +96,7 @@ def test_arcface_user_asset_errors(tmp_path):
   bad = tmp_path / "bad.onnx"
   bad.write_bytes(b"\x00\x01 not a protobuf at all \xff" * 10)
   with pytest.raises(AssetError):
-    idnet.convert_arcface(str(bad))
+    arcface.convert_arcface(str(bad))
 
 
 def _write_unfolded_iresnet_onnx(path, layers=(1, 1, 1, 1), embed=16, size=32, seed=0):
@@ -157,7 +158,7 @@ def test_arcface_onnx_written_directly_matches_onnx_reference(tmp_path):
   _write_unfolded_iresnet_onnx(path)
   x = np.random.default_rng(3).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
   ref = ReferenceEvaluator(str(path)).run(None, {"input": x.transpose(0, 3, 1, 2).copy()})[0]
-  model, variables = idnet.arcface_from_flat(idnet.convert_arcface(str(path)))
+  model, variables = idnet.arcface_from_flat(arcface.convert_arcface(str(path)))
   assert model.layers == (1, 1, 1, 1) and model.embed == 16
   out = np.asarray(jax.jit(model.apply)(variables, x))
   np.testing.assert_allclose(out, ref, atol=1e-4 * np.abs(ref).max(), rtol=0)

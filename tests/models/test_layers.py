@@ -8,6 +8,7 @@ import pytest
 
 from jaxface.errors import UserError
 from jaxface.models import layers as L
+from jaxface.models import resample as R
 
 F4 = np.array([1.0, 3.0, 3.0, 1.0]) / 8.0
 
@@ -108,7 +109,7 @@ def _rand(seed, *shape):
 ])
 def test_upfirdn2d_matches_numpy(up, down, pad, taps, flip):
   x = _rand(0, 2, 7, 6, 3)
-  got = L.upfirdn2d(jnp.asarray(x, jnp.float32), taps, up=up, down=down, padding=pad, gain=1.7, flip_filter=flip)
+  got = R.upfirdn2d(jnp.asarray(x, jnp.float32), taps, up=up, down=down, padding=pad, gain=1.7, flip_filter=flip)
   want = np_upfirdn2d(x, np.asarray(taps), up, down, pad, gain=1.7, flip_filter=flip)
   assert got.shape == want.shape
   np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
@@ -116,11 +117,11 @@ def test_upfirdn2d_matches_numpy(up, down, pad, taps, flip):
 
 def test_up_and_downsample2d_sizes_and_gain():
   x = _rand(1, 1, 8, 8, 2)
-  up, down = jax.jit(lambda v: (L.upsample2d(v), L.downsample2d(v)))(jnp.asarray(x, jnp.float32))
+  up, down = jax.jit(lambda v: (R.upsample2d(v), R.downsample2d(v)))(jnp.asarray(x, jnp.float32))
   np.testing.assert_allclose(np.asarray(up), np_upfirdn2d(x, F4, up=2, pad=(2, 1, 2, 1), gain=4.0), atol=1e-5)
   np.testing.assert_allclose(np.asarray(down), np_upfirdn2d(x, F4, down=2, pad=(1, 1, 1, 1)), atol=1e-5)
   # a constant image stays constant away from the zero-padded border (gain up^2 compensates zero insertion)
-  const = jax.jit(L.upsample2d)(jnp.ones((1, 8, 8, 2)))
+  const = jax.jit(R.upsample2d)(jnp.ones((1, 8, 8, 2)))
   np.testing.assert_allclose(np.asarray(const)[0, 2:-2, 2:-2], 1.0, rtol=1e-6)
   assert down.shape == (1, 4, 4, 2)
 
@@ -130,7 +131,7 @@ def test_up_and_downsample2d_sizes_and_gain():
                                            (1, 1, 2, None)])
 def test_conv2d_resample_matches_numpy(k, up, down, impl):
   x, w = _rand(2, 2, 6, 5, 3), _rand(3, k, k, 3, 4)
-  got = L.conv2d_resample(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32), up=up, down=down, up_impl=impl)
+  got = R.conv2d_resample(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32), up=up, down=down, up_impl=impl)
   want = np_conv_resample(x, w, up=up, down=down)
   assert got.shape == want.shape == (2, 6 * up // down, 5 * up // down, 4)
   np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)
@@ -140,8 +141,8 @@ def test_conv2d_resample_matches_numpy(k, up, down, impl):
 def test_transposed_conv_impls_match_scatter(k):
   x, w = _rand(17, 2, 4, 3, 2), _rand(18, k, k, 2, 3)
   want = np_transposed_conv2x(x, w)
-  for impl in L.UP_IMPLS:
-    got = jax.jit(L.transposed_conv2x, static_argnums=2)(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32),
+  for impl in R.UP_IMPLS:
+    got = jax.jit(R.transposed_conv2x, static_argnums=2)(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32),
                                                          impl)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)
 

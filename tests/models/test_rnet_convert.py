@@ -10,6 +10,7 @@ from jaxface.models import rnet
 
 import _torch_reference_nets as torch_refs  # noqa: E402  (sibling helper; tests/models is on sys.path)
 import torch  # noqa: E402  (test requirement)
+from jaxface.convert import deep3d
 
 
 @pytest.mark.parametrize("depth,size", [(50, 64), (18, 48)])
@@ -23,7 +24,7 @@ def test_deep3d_checkpoint_matches_torch(tmp_path, depth, size):
   # The released checkpoints wrap the net and carry optimizer state next to it.
   torch.save({"net_recon": net.state_dict(), "epoch": 20,
               "optimizer": {"state": {0: {"exp_avg": torch.zeros(3)}}}}, path)
-  flat = rnet.convert_deep3d(str(path))
+  flat = deep3d.convert_deep3d(str(path))
   model, variables = rnet.from_flat(flat)
   assert model.depth == depth and model.num_coeffs == 257
   x = np.random.default_rng(0).uniform(0, 1, (2, size, size, 3)).astype(np.float32)
@@ -52,7 +53,7 @@ def test_not_an_rnet(tmp_path):
   path = tmp_path / "other.pth"
   torch.save({"conv.weight": torch.zeros(2, 3, 1, 1)}, path)
   with pytest.raises(AssetError, match="backbone.conv1.weight"):
-    rnet.convert_deep3d(str(path))
+    deep3d.convert_deep3d(str(path))
 
 
 def test_rnet_train_mode_updates_batch_stats():

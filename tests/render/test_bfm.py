@@ -7,6 +7,7 @@ import scipy.io
 from jaxface.errors import AssetError, DataError
 from jaxface.render import bfm
 from jaxface.render import face_model as fm_lib
+from jaxface.render import face_models
 
 V = 8  # front-face vertices in these miniature files
 TRI0 = np.array([[0, 1, 5], [0, 5, 4], [1, 2, 6], [1, 6, 5], [2, 3, 7], [2, 7, 6]])  # 2x4 grid, 0-based
@@ -35,7 +36,7 @@ def test_bfm_front(tmp_path):
        "gan_mask": np.array([[2], [3], [4], [6], [7], [8]], np.float64),
        "gan_tl": np.array([[1, 2, 5], [2, 3, 6]], np.float64)}  # 1-based into the gan_mask subset
   scipy.io.savemat(tmp_path / "BFM_model_front.mat", d)
-  fm = fm_lib.load_face_model({"name": "bfm_front", "path": str(tmp_path)})
+  fm = face_models.load_face_model({"name": "bfm_front", "path": str(tmp_path)})
   m = mean.reshape(V, 3)
   np.testing.assert_allclose(np.asarray(fm.mean_shape), m - m.mean(0), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(np.asarray(fm.id_basis), d["idBase"].reshape(V, 3, 80), rtol=1e-6)
@@ -84,7 +85,7 @@ def _write_bfm09(root, rng, n_shape=12, n_exp_v=10):
 def test_bfm09_conversion(tmp_path):
   rng = np.random.default_rng(1)
   orig, exp_pc, std, trim, front = _write_bfm09(tmp_path / "BFM", rng)
-  fm = fm_lib.load_face_model("bfm09", path=str(tmp_path / "BFM"))
+  fm = face_models.load_face_model("bfm09", path=str(tmp_path / "BFM"))
   shape_idx = trim[front]
   # Expected values written out independently of the loader.
   mean = orig["shapeMU"].reshape(-1, 3)[shape_idx] / 1e5
@@ -104,15 +105,15 @@ def test_bfm09_conversion(tmp_path):
 
 def test_missing_and_broken_files(tmp_path):
   with pytest.raises(AssetError, match="face_model.path") as e:
-    fm_lib.load_face_model("bfm_front", path=str(tmp_path / "nope.mat"))
+    face_models.load_face_model("bfm_front", path=str(tmp_path / "nope.mat"))
   assert "faces.dmi.unibas.ch" in str(e.value)
   with pytest.raises(AssetError, match="Exp_Pca.bin"):
     (tmp_path / "BFM").mkdir()
     scipy.io.savemat(tmp_path / "BFM" / "01_MorphableModel.mat", {"shapeMU": np.zeros((3, 1))})
-    fm_lib.load_face_model("bfm09", path=str(tmp_path / "BFM"))
+    face_models.load_face_model("bfm09", path=str(tmp_path / "BFM"))
   scipy.io.savemat(tmp_path / "bad.mat", {"something": np.zeros(3)})
   with pytest.raises(DataError, match="meanshape"):
-    fm_lib.load_face_model("bfm_front", path=str(tmp_path / "bad.mat"))
+    face_models.load_face_model("bfm_front", path=str(tmp_path / "bad.mat"))
   (tmp_path / "Exp_Pca.bin").write_bytes(np.array([79], np.int32).tobytes() + b"\0" * 12)
   with pytest.raises(DataError, match="Exp_Pca"):
     bfm.read_exp_pca(str(tmp_path / "Exp_Pca.bin"))

@@ -8,6 +8,7 @@ import pytest
 from jaxface.errors import ConfigError
 from jaxface.render import mp468
 from jaxface.render import mp468_bases as mb
+from jaxface.render import face_models
 
 
 def _edges(tri):
@@ -78,7 +79,7 @@ def test_levels(level, nv, nf):
 
 
 def test_bases_symmetry_and_scale():
-  a = mp468.build_face_model_arrays(level=0)
+  a = mb.build_face_model_arrays(level=0)
   m = mp468.regions()["mirror"]
   idb = a["id_basis"]
   sym = np.abs(idb[m] * np.array([-1, 1, 1])[None, :, None] - idb).max(axis=(0, 1))
@@ -96,7 +97,7 @@ def test_bases_symmetry_and_scale():
 
 
 def test_expressions_do_what_they_say():
-  a = mp468.build_face_model_arrays(level=0)
+  a = mb.build_face_model_arrays(level=0)
   v, e = a["mean_shape"], {n: a["exp_basis"][..., i] for i, n in enumerate(mb.EXPRESSIONS)}
   gap = lambda s: np.linalg.norm(s[13] - s[14])  # inner upper / lower lip midpoints
   assert gap(v + e["jaw_open"]) > gap(v) + 0.05  # > 5 mm
@@ -111,15 +112,15 @@ def test_expressions_do_what_they_say():
 
 def test_face_model_wiring_and_errors():
   from jaxface.render import face_model as fm
-  model = fm.load_face_model("mp468", level=0, n_id=40, n_exp=16, n_tex=40)
+  model = face_models.load_face_model("mp468", level=0, n_id=40, n_exp=16, n_tex=40)
   assert (model.n_id, model.n_exp, model.n_tex) == (40, 16, 40)
   assert model.mean_shape.shape == (468, 3) and model.landmarks68.shape == (68,)
   assert model.render_tri.shape[0] == 898 - int((mp468.regions()["tri_labels"] == mp468.MOUTH).sum())
   np.testing.assert_allclose(np.asarray(model.mean_shape).mean(0), 0.0, atol=1e-5)
   with pytest.raises(ConfigError):
-    mp468.build_face_model(level=3)
+    mb.build_face_model(level=3)
   with pytest.raises(ConfigError):
-    mp468.build_face_model(level=0, n_exp=21)
+    mb.build_face_model(level=0, n_exp=21)
 
 
 def _pb_varint(n):

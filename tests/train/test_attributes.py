@@ -1,5 +1,5 @@
 """Attribute predictor on the synthetic world (configs/attributes.py, jaxface/train/attributes.py) and its
-InterFaceGAN registration (`--predictor world_attributes[@WORKDIR]`, jaxface/edit/generator_io.py).
+InterFaceGAN registration (`--predictor world_attributes[@WORKDIR]`, jaxface/edit/predictors.py).
 
 One tiny run through the shared loop proves the wiring (labels, losses, checkpoint, held-out eval JSON, loading,
 the predictor's [N, 6] scores); the metrics and the loss are checked against independent references.
@@ -16,8 +16,11 @@ from sklearn import metrics as skm
 
 from jaxface import config as config_lib
 from jaxface.data import synthetic, synthetic_factors as sf
-from jaxface.edit import generator_io
+from jaxface import interfacegan  # noqa: F401  (registers the world_attributes predictor)
+from jaxface.edit import predictors
 from jaxface.errors import CheckpointError, ConfigError, UserError
+from jaxface.eval import attributes as attributes_eval
+from jaxface.runs import attributes as attributes_run
 from jaxface.train import attributes, loop
 
 
@@ -37,17 +40,17 @@ def test_trains_evaluates_loads_and_scores(tiny_attributes):
   workdir, config, state = tiny_attributes
   rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   last = [r for r in rows if "loss" in r][-1]
-  for k in ("loss", "loss_glasses", "loss_hair", "hair_acc") + tuple(f"loss_{k}" for k in attributes.REGRESSION):
+  for k in ("loss", "loss_glasses", "loss_hair", "hair_acc") + tuple(f"loss_{k}" for k in attributes_run.REGRESSION):
     assert np.isfinite(last[k]), k
   result = json.load(open(os.path.join(workdir, "eval", "step_2.json")))
   assert result["num_samples"] == 8 and result["start"] == 10 ** 9
   for k in ("glasses_accuracy", "hair_accuracy"):
     assert 0.0 <= result[k] <= 1.0, k
-  for k in tuple(f"{k}_r2" for k in attributes.REGRESSION) + ("hair_lightness_r2", "yaw_median_error_deg"):
+  for k in tuple(f"{k}_r2" for k in attributes_run.REGRESSION) + ("hair_lightness_r2", "yaw_median_error_deg"):
     assert np.isfinite(result[k]), k
 
   # The loaded model is exactly the trained state.
-  model = attributes.load_attributes(workdir)
+  model = attributes_run.load_attributes(workdir)
   assert model.step == 2
   for a, b in zip(jax.tree.leaves(model.variables), jax.tree.leaves({"params": state["params"],
                                                                      "batch_stats": state["batch_stats"]})):
@@ -56,8 +59,8 @@ def test_trains_evaluates_loads_and_scores(tiny_attributes):
 
   # The registered predictor: [N, 8] columns in SCORE_NAMES order, at the generator's resolution (resized to 32).
   images = _heldout_images(config, 3, 64)
-  p = generator_io.get_predictor(f"world_attributes@{workdir}")
-  assert tuple(p.names) == attributes.SCORE_NAMES
+  p = predictors.get_predictor(f"world_attributes@{workdir}")
+  assert tuple(p.names) == attributes_run.SCORE_NAMES
   scores = p(images)
   assert scores.shape == (3, 8) and np.isfinite(scores).all()
   out = jax.tree.map(np.asarray, model.outputs(images))
@@ -72,7 +75,7 @@ def test_trains_evaluates_loads_and_scores(tiny_attributes):
 
 
 def test_bare_name_uses_the_cached_bootstrap_of_the_default_preset(tiny_attributes, monkeypatch):
-  from jaxface.train import disco_experts
+  from jaxface.train import experts as disco_experts
   seen = {}
 
   def fake_bootstrap(cfg, name, spec, log=print):
@@ -80,8 +83,8 @@ def test_bare_name_uses_the_cached_bootstrap_of_the_default_preset(tiny_attribut
     return tiny_attributes[0]
 
   monkeypatch.setattr(disco_experts, "trained_bootstrap", fake_bootstrap)
-  p = generator_io.get_predictor("world_attributes")
-  assert tuple(p.names) == attributes.SCORE_NAMES and seen["name"] == "attributes"
+  p = predictors.get_predictor("world_attributes")
+  assert tuple(p.names) == attributes_run.SCORE_NAMES and seen["name"] == "attributes"
   default = config_lib.load_config_file("configs/attributes.py")
   assert seen["cfg"].total_steps == default.total_steps and seen["cfg"].model.width == default.model.width
   assert seen["cfg"].config_file == "configs/attributes.py"  # the cache key does not depend on the checkout path
@@ -91,21 +94,21 @@ def test_bare_name_uses_the_cached_bootstrap_of_the_default_preset(tiny_attribut
 def test_bad_predictor_specs_and_workdirs_raise_user_errors(tmp_path, tiny_attributes):
   missing = tmp_path / "nope"
   with pytest.raises(UserError, match=f"path '{missing}' does not exist"):
-    generator_io.get_predictor(f"world_attributes@{missing}")
+    predictors.get_predictor(f"world_attributes@{missing}")
   with pytest.raises(UserError, match="does not exist"):
-    generator_io.get_predictor("world_attributes@")
+    predictors.get_predictor("world_attributes@")
   (tmp_path / "empty").mkdir()
   with pytest.raises(CheckpointError, match="empty.*no config.json"):
-    generator_io.get_predictor(f"world_attributes@{tmp_path / 'empty'}")
+    predictors.get_predictor(f"world_attributes@{tmp_path / 'empty'}")
   other = tmp_path / "other"
   other.mkdir()
   (other / "config.json").write_text(json.dumps({"trainer": "parser"}))
   with pytest.raises(CheckpointError, match="trainer='parser'.*configs/attributes.py"):
-    attributes.load_attributes(str(other))
+    attributes_run.load_attributes(str(other))
   with pytest.raises(UserError, match="takes no path"):
-    generator_io.get_predictor(f"brightness@{tiny_attributes[0]}")
+    predictors.get_predictor(f"brightness@{tiny_attributes[0]}")
   with pytest.raises(UserError, match="unknown predictor 'smile_net' before '@'"):
-    generator_io.get_predictor(f"smile_net@{tiny_attributes[0]}")
+    predictors.get_predictor(f"smile_net@{tiny_attributes[0]}")
   with pytest.raises(ConfigError, match="synthetic"):
     attributes.validate(config_lib.build("configs/attributes.py:tiny", [("data.kind", "folder")]))
   with pytest.raises(ConfigError, match="multiple of 32"):
@@ -116,25 +119,25 @@ def test_metrics_match_independent_references():
   g = np.random.default_rng(0)
   true = g.normal(size=200)
   pred = 0.8 * true + g.normal(0, 0.5, 200) + 0.3  # biased: R^2 must differ from the squared correlation
-  np.testing.assert_allclose(attributes.r2_score(pred, true), skm.r2_score(true, pred), rtol=1e-10)
-  assert abs(attributes.r2_score(pred, true) - np.corrcoef(pred, true)[0, 1] ** 2) > 0.05
+  np.testing.assert_allclose(attributes_eval.r2_score(pred, true), skm.r2_score(true, pred), rtol=1e-10)
+  assert abs(attributes_eval.r2_score(pred, true) - np.corrcoef(pred, true)[0, 1] ** 2) > 0.05
   labels = g.uniform(size=300) < 0.3
   scores = np.round(labels * 0.7 + g.normal(0, 0.6, 300), 1)  # rounded: many ties
   brute = np.mean([(sp > sn) + 0.5 * (sp == sn) for sp in scores[labels] for sn in scores[~labels]])
-  np.testing.assert_allclose(attributes.roc_auc(scores, labels), brute, rtol=1e-12)
-  np.testing.assert_allclose(attributes.roc_auc(scores, labels), skm.roc_auc_score(labels, scores), rtol=1e-12)
-  assert np.isnan(attributes.roc_auc(scores, np.zeros(300, bool)))
+  np.testing.assert_allclose(attributes_eval.roc_auc(scores, labels), brute, rtol=1e-12)
+  np.testing.assert_allclose(attributes_eval.roc_auc(scores, labels), skm.roc_auc_score(labels, scores), rtol=1e-12)
+  assert np.isnan(attributes_eval.roc_auc(scores, np.zeros(300, bool)))
 
   n = 50
   outputs = {"glasses_logit": g.normal(size=n), "regression": g.normal(size=(n, 6)),
              "hair_logits": g.normal(size=(n, 6)), "hair_lightness": g.uniform(size=n)}
   glasses, reg, hair = (g.uniform(size=n) < 0.4).astype(float), g.normal(size=(n, 6)), g.integers(0, 6, n)
-  m = attributes.metrics_from(outputs, glasses, reg, hair)
+  m = attributes_eval.metrics_from(outputs, glasses, reg, hair)
   assert m["glasses_accuracy"] == skm.accuracy_score(glasses > 0.5, outputs["glasses_logit"] > 0)
   assert m["hair_accuracy"] == skm.accuracy_score(hair, outputs["hair_logits"].argmax(-1))
   luma = sf.HAIR_RGB @ np.array([0.299, 0.587, 0.114])
   np.testing.assert_allclose(m["hair_lightness_r2"], skm.r2_score(luma[hair], outputs["hair_lightness"]), rtol=1e-6)
-  for i, k in enumerate(attributes.REGRESSION):
+  for i, k in enumerate(attributes_run.REGRESSION):
     np.testing.assert_allclose(m[f"{k}_r2"], skm.r2_score(reg[:, i], outputs["regression"][:, i]), rtol=1e-10)
   np.testing.assert_allclose(m["yaw_median_error_deg"], np.median(np.abs(outputs["regression"][:, 5] - reg[:, 5])))
 
@@ -156,14 +159,14 @@ def test_loss_and_targets_match_numpy():
   logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
   ce = -logp[np.arange(n), hair].mean()
   mse = ((out[:, 1:7] - (reg - mean) / std) ** 2).mean(0)
-  want = {"glasses": bce, "hair": ce, **dict(zip(attributes.REGRESSION, mse))}
+  want = {"glasses": bce, "hair": ce, **dict(zip(attributes_run.REGRESSION, mse))}
   for k, v in want.items():
     np.testing.assert_allclose(float(terms[k]), v, rtol=1e-5, err_msg=k)
   np.testing.assert_allclose(float(total), sum(w[k] * v for k, v in want.items()), rtol=1e-5)
 
-  rec = attributes.world_record(10 ** 9 + 3, sf.WorldConfig())
+  rec = attributes_run.world_record(10 ** 9 + 3, sf.WorldConfig())
   f = sf.sample_factors(10 ** 9 + 3)
-  g_t, reg_t, hair_t = attributes.targets(sf.stack([rec]), np)
+  g_t, reg_t, hair_t = attributes_run.targets(sf.stack([rec]), np)
   labels = sf.attributes(f)
   assert g_t[0] == labels["glasses"] and hair_t[0] == labels["hair_colour"]
   np.testing.assert_allclose(reg_t[0], [labels["smile"], labels["gender"], labels["age"], f["tex"][0],

@@ -11,7 +11,8 @@ from jaxface import config as config_lib
 from jaxface.bench import disco as bench
 from jaxface.losses import imitative
 from jaxface.train import disco
-from jaxface.train import disco_experts as dx
+from jaxface.runs import disco_expert_configs as dxc
+from jaxface.runs import expert_cache
 from tests.train import helpers
 
 
@@ -49,10 +50,10 @@ def test_plain_config_calls_no_expert_and_makes_no_pairs():
 
 def test_bootstrap_steps_shortens_every_expert():
   config = config_lib.build("configs/disco.py")
-  before = {name: dx.bootstrap_config(config, name).total_steps for name in dx.NAMES}
+  before = {name: expert_cache.bootstrap_config(config, name).total_steps for name in dxc.NAMES}
   bench.bootstrap_steps(config, 3)
-  for name in dx.NAMES:
-    cfg = dx.bootstrap_config(config, name)
+  for name in dxc.NAMES:
+    cfg = expert_cache.bootstrap_config(config, name)
     assert cfg.total_steps == 3 and cfg.ckpt.every_steps == 3, name
     assert before[name] > 3, name
 

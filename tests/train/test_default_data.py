@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxface import config as config_lib
-from jaxface.train.common import real_images
+from jaxface.data.batches import real_images
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "*.py")))
 CONFIGS = [c for c in CONFIGS if os.path.basename(c) not in ("__init__.py", "common.py")]

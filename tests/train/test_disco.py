@@ -114,7 +114,7 @@ def test_generate_cli_and_python_api(tiny_run):
 
 
 def test_attribute_preserving_truncation_matches_its_definition():
-  from jaxface.generate import attribute_preserving_ws
+  from jaxface.runs.disco_generator import attribute_preserving_ws
   rng = np.random.default_rng(0)
   w, w_id, w_bar = rng.normal(size=(2, 5)), rng.normal(size=(2, 5)), rng.normal(size=5)
   ws = np.asarray(attribute_preserving_ws(jnp.asarray(w), jnp.asarray(w_id), jnp.asarray(w_bar), 0.7, 3, 6))

@@ -36,14 +36,14 @@ def test_render_targets_are_in_the_worlds_display_space(prepared):
   """Synthetic world reals are linear shading through gamma 1/2.2: the imitation targets must be too (numpy
   reference on the raw linear render), and black outside the face."""
   from jaxface.render import render as render_lib
-  from jaxface.train import disco
-  from jaxface.train import disco_experts as dx
+  from jaxface.runs import disco as disco_run
+  from jaxface.runs import disco_experts as dx
   config, frozen = prepared
   experts = dx.functions(config)
-  blocks = experts.decode(frozen, disco.sample_z(experts, jax.random.key(3), 4))
+  blocks = experts.decode(frozen, disco_run.sample_z(experts, jax.random.key(3), 4))
   res = config.model.resolution
   raw = jax.vmap(lambda c: render_lib.render(frozen["face"], c, experts.camera(res), res))(dx.full_coeffs(blocks))
-  got = np.asarray(disco.render_targets(experts, frozen, blocks, res)["image"])
+  got = np.asarray(disco_run.render_targets(experts, frozen, blocks, res)["image"])
   linear, inside = np.asarray(raw["image"], np.float64), np.asarray(raw["mask"])[..., None] > 0
   want = np.where(inside, np.clip(linear, 1e-4, 1.0) ** (1 / 2.2), 0.0)
   np.testing.assert_allclose(got, want, atol=1e-5)
@@ -55,12 +55,12 @@ def test_render_targets_are_in_the_worlds_display_space(prepared):
 def test_lambda_is_standardised_before_the_mapping(prepared):
   """With model.lambda_norm the generator sees every λ dimension at zero mean and unit spread (a fresh sample of
   the priors, not the one the statistics came from); ε passes unchanged. Without statistics, λ is raw."""
-  from jaxface.train import disco
-  from jaxface.train import disco_experts as dx
+  from jaxface.runs import disco as disco_run
+  from jaxface.runs import disco_experts as dx
   config, frozen = prepared
   assert config.model.lambda_norm and "lambda_stats" in frozen
   experts = dx.functions(config)
-  lam = dx.flat_lambda(experts.decode(frozen, disco.sample_z(experts, jax.random.key(99), 8192)))
+  lam = dx.flat_lambda(experts.decode(frozen, disco_run.sample_z(experts, jax.random.key(99), 8192)))
   eps = jax.random.normal(jax.random.key(5), (8192, config.model.noise_dim))
   n = lam.shape[1]
   spread = np.asarray(lam).std(0) > 1e-5  # dimensions the prior actually varies
@@ -74,7 +74,7 @@ def test_lambda_is_standardised_before_the_mapping(prepared):
   assert config.model.lambda_norm == "factor"
   x = np.asarray(dx.generator_input(frozen, lam, eps))
   np.testing.assert_allclose(x[:, :n].mean(0), 0.0, atol=0.1)
-  blocks = experts.decode(frozen, disco.sample_z(experts, jax.random.key(1), 2))
+  blocks = experts.decode(frozen, disco_run.sample_z(experts, jax.random.key(1), 2))
   sizes = [blocks["id"].shape[1] + blocks["tex"].shape[1]] + [blocks[b].shape[1] for b in ("exp", "angle", "gamma")]
   bounds = np.cumsum([0] + sizes)
   energy = [float(np.asarray(x[:, a:b]).var(0).sum()) for a, b in zip(bounds[:-1], bounds[1:])]
@@ -174,11 +174,12 @@ def test_an_interrupted_expert_bootstrap_stops_the_run(tmp_path, monkeypatch):
   finished bootstrap is taken as is."""
   from jaxface import config as config_lib
   from jaxface.errors import ConfigError
-  from jaxface.train import disco_experts as dx
+  from jaxface.train import experts as bootstrap
+  from jaxface.runs import expert_cache
   from jaxface.train import loop
   monkeypatch.setenv("JAXFACE_CACHE", str(tmp_path / "cache"))
   config = config_lib.build(os.path.join(ROOT, TINY), [("wandb.mode", "disabled")])
-  cfg = dx.bootstrap_config(config, "rnet")
+  cfg = expert_cache.bootstrap_config(config, "rnet")
 
   def preempted(cfg, workdir):  # what a SIGTERM at step 1 leaves: config.json and checkpoint 1
     os.makedirs(os.path.join(workdir, "checkpoints", "1"))
@@ -186,11 +187,11 @@ def test_an_interrupted_expert_bootstrap_stops_the_run(tmp_path, monkeypatch):
 
   monkeypatch.setattr(loop, "train", preempted)
   with pytest.raises(ConfigError, match="rnet expert's bootstrap .* stopped before its 2 steps"):
-    dx.trained_bootstrap(cfg, "rnet", "configs/rnet.py:small")
+    bootstrap.trained_bootstrap(cfg, "rnet", "configs/rnet.py:small")
 
   def finishes(cfg, workdir):
     os.makedirs(os.path.join(workdir, "checkpoints", str(cfg.total_steps)))
 
   monkeypatch.setattr(loop, "train", finishes)
-  workdir = dx.trained_bootstrap(cfg, "rnet", "configs/rnet.py:small")
+  workdir = bootstrap.trained_bootstrap(cfg, "rnet", "configs/rnet.py:small")
   assert os.path.isdir(os.path.join(workdir, "checkpoints", str(cfg.total_steps)))

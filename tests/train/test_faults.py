@@ -24,6 +24,7 @@ import pytest
 
 from jaxface import checkpoint as ckpt_lib
 from jaxface import metrics as metrics_lib
+from jaxface import run_guard, storage_faults
 from jaxface.errors import UserError
 from tests.train import helpers
 from tools import fault_injection as fi
@@ -245,25 +246,25 @@ def test_a_metrics_write_failure_is_one_message(tmp_path, monkeypatch):
 
 def test_storage_causes_are_named_and_bugs_are_not():
   enospc = ValueError('RESOURCE_EXHAUSTED: Error writing local file "x": Failed writing: No space left on device')
-  assert ckpt_lib.storage_cause(enospc) == "the disk is full (No space left on device)"
-  assert ckpt_lib.storage_cause(PermissionError(errno.EACCES, "Permission denied")).startswith("no permission")
+  assert storage_faults.storage_cause(enospc) == "the disk is full (No space left on device)"
+  assert storage_faults.storage_cause(PermissionError(errno.EACCES, "Permission denied")).startswith("no permission")
   try:
     try:
       raise OSError(errno.EROFS, os.strerror(errno.EROFS))
     except OSError as e:
       raise RuntimeError("save failed") from e
   except RuntimeError as chained:
-    assert ckpt_lib.storage_cause(chained).startswith("the filesystem is read-only")
-  assert ckpt_lib.storage_cause(KeyError("G.params")) is None  # a bug stays a traceback
+    assert storage_faults.storage_cause(chained).startswith("the filesystem is read-only")
+  assert storage_faults.storage_cause(KeyError("G.params")) is None  # a bug stays a traceback
 
 
 def test_workdir_lock_names_its_holder_and_is_released(tmp_path):
-  held = ckpt_lib.WorkdirLock(str(tmp_path)).acquire()
+  held = run_guard.WorkdirLock(str(tmp_path)).acquire()
   with pytest.raises(UserError, match=rf"in use by another training run \(pid {os.getpid()} on host "):
-    ckpt_lib.WorkdirLock(str(tmp_path)).acquire()  # flock locks belong to open files: one process can test this
+    run_guard.WorkdirLock(str(tmp_path)).acquire()  # flock locks belong to open files: one process can test this
   held.release()
-  ckpt_lib.WorkdirLock(str(tmp_path)).acquire().release()
-  assert ckpt_lib.describe_holder("") == "a process that has not written its pid yet"
+  run_guard.WorkdirLock(str(tmp_path)).acquire().release()
+  assert run_guard.describe_holder("") == "a process that has not written its pid yet"
 
 
 def test_damaged_checkpoints_are_moved_aside_under_free_names(tmp_path):
@@ -271,5 +272,5 @@ def test_damaged_checkpoints_are_moved_aside_under_free_names(tmp_path):
   assert ckpt_lib.aside_name(str(tmp_path), 6) == str(tmp_path / "6.damaged-2")
   assert ckpt_lib.aside_name(str(tmp_path), 8) == str(tmp_path / "8.damaged")
   (tmp_path / "f").write_text("")
-  assert ckpt_lib.first_file_in_the_way(str(tmp_path / "f" / "a" / "b")) == str(tmp_path / "f")
-  assert ckpt_lib.first_file_in_the_way(str(tmp_path / "new" / "a")) is None
+  assert run_guard.first_file_in_the_way(str(tmp_path / "f" / "a" / "b")) == str(tmp_path / "f")
+  assert run_guard.first_file_in_the_way(str(tmp_path / "new" / "a")) is None

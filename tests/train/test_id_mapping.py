@@ -27,6 +27,7 @@ def _experts(tiny_disco):
 def config(tiny_sg2, tiny_disco):
   from configs import id_mapping as cfg_lib
   from jaxface.train import id_mapping
+  from jaxface.runs import id_mapping as id_mapping_run
   c = cfg_lib.get_config(f"tiny,gen={tiny_sg2}")
   c.experts.rnet, c.experts.idnet = _experts(tiny_disco)
   c.wandb.mode = "disabled"
@@ -38,7 +39,9 @@ def test_empty_expert_workdirs_are_bootstrapped_in_the_generators_world(tiny_sg2
   # which experts prepare asks for, with which preset, in which world, and that it uses what comes back.
   from configs import disco as disco_cfg
   from configs import id_mapping as cfg_lib
-  from jaxface.train import disco_experts, id_mapping
+  from jaxface.runs import expert_cache
+  from jaxface.runs import id_mapping as id_mapping_run
+  from jaxface.train import experts as disco_experts, id_mapping
   trained = dict(zip(("rnet", "idnet"), _experts(tiny_disco)))
   seen = []
 
@@ -50,16 +53,17 @@ def test_empty_expert_workdirs_are_bootstrapped_in_the_generators_world(tiny_sg2
   c = cfg_lib.get_config(f"tiny,gen={tiny_sg2}")
   c.wandb.mode = "disabled"
   c = id_mapping.prepare(c, log=None)
-  gen = id_mapping.generator(c)
+  gen = id_mapping_run.generator(c)
   want = disco_cfg._bootstrap("tiny", int(gen.resolution))  # pylint: disable=protected-access
   assert [(n, s) for n, s, _ in seen] == [("rnet", want.rnet), ("idnet", want.idnet)]
   for _, _, cfg in seen:
-    assert all(cfg.data[k] == gen.config.data[k] for k in disco_experts.WORLD_KEYS)
+    assert all(cfg.data[k] == gen.config.data[k] for k in expert_cache.WORLD_KEYS)
   assert (c.experts.rnet, c.experts.idnet) == (trained["rnet"], trained["idnet"])
 
 
 def test_schedule_cross_every_third_adversarial_every_second(config):
   from jaxface.train import id_mapping
+  from jaxface.runs import id_mapping as id_mapping_run
   phases = [id_mapping.phase(config, s) for s in range(6)]
   assert [s for s, (cross, _) in enumerate(phases) if cross] == [0, 3]
   assert [s for s, (_, adv) in enumerate(phases) if adv] == [0, 2, 4]
@@ -71,6 +75,7 @@ def test_schedule_cross_every_third_adversarial_every_second(config):
 def test_optimizer_learning_rates_are_1_to_0_1_to_0_4(config):
   import optax
   from jaxface.train import id_mapping
+  from jaxface.runs import id_mapping as id_mapping_run
   # Adam's first update is -lr * sign(g) (bias-corrected moments): it reads off each optimizer's lr.
   for tx, mul in zip(id_mapping.optimizers(config), (1.0, config.optim.adv_lr_mul, config.optim.d_lr_mul)):
     u, _ = tx.update({"a": np.ones(3, np.float32)}, tx.init({"a": np.zeros(3, np.float32)}))
@@ -84,6 +89,7 @@ def _changed(a, b):
 
 def test_each_step_kind_moves_only_what_it_should(config):
   from jaxface.train import id_mapping
+  from jaxface.runs import id_mapping as id_mapping_run
   state = dict(id_mapping.init_state(config, jax.random.key(0)), **id_mapping.constants(config))
   state = jax.tree.map(np.asarray, state)
   data = id_mapping.make_data(config)
@@ -110,11 +116,12 @@ def test_each_step_kind_moves_only_what_it_should(config):
 
 def test_no_gradient_reaches_the_frozen_nets_or_the_identity_code(config):
   from jaxface.train import id_mapping
+  from jaxface.runs import id_mapping as id_mapping_run
   state = jax.tree.map(np.asarray, dict(id_mapping.init_state(config, jax.random.key(0)),
                                         **id_mapping.constants(config)))
   batch = next(id_mapping.make_data(config))
-  forward = id_mapping.mapper_fn(config)
-  x = id_mapping.to_float(batch["id"])
+  forward = id_mapping_run.mapper_fn(config)
+  x = id_mapping_run.to_float(batch["id"])
   # d w / d x_id is zero: the identity code is a constant (stop_gradient), only E_attr sees pixels with gradient
   g_id = jax.grad(lambda a: forward(state["params"], state["frozen"], a, x)[0].sum())(x)
   g_attr = jax.grad(lambda b: forward(state["params"], state["frozen"], x, b)[0].sum())(x)
@@ -169,7 +176,7 @@ def test_swap_cli_grid_single_and_interpolation(trained, tmp_path):
   w, h = Image.open(grid).size
   assert w > 4 * 16 and h > 3 * 16  # sources and swaps, and the label bands naming each source
   # files: the generator's own images as aligned crops (--no-align); one pair -> one swapped image
-  from jaxface.data import generator_samples as gs
+  from jaxface.runs import generator_samples as gs
   cfg = json.load(open(os.path.join(trained, "config.json")))
   images, _, _ = gs.open_samples(cfg["samples"]["path"])
   a, b = tmp_path / "a.png", tmp_path / "b.png"
@@ -188,8 +195,9 @@ def test_swap_cli_grid_single_and_interpolation(trained, tmp_path):
 
 def test_interpolation_ends_reproduce_the_swaps(trained):
   from jaxface import swap
-  from jaxface.data import generator_samples as gs
-  config, state, _ = swap.load_run(trained)
+  from jaxface.runs import id_mapping as id_mapping_run
+  from jaxface.runs import generator_samples as gs
+  config, state, _ = id_mapping_run.load_run(trained)
   images, _, _ = gs.open_samples(config.samples.path)
   a, b = np.asarray(images[:2]), np.asarray(images[2:3])
   row = swap.interpolate_w(config, state, a, np.repeat(b, 2, 0), 3)
@@ -218,6 +226,7 @@ def test_bad_input_is_a_clear_error(trained, tiny_sg2, tmp_path):
   assert p.returncode == 2 and "not the one this mapper was trained against" in p.stderr
   from configs import id_mapping as cfg_lib
   from jaxface.train import id_mapping
+  from jaxface.runs import id_mapping as id_mapping_run
   with pytest.raises(ConfigError, match="no generator"):
     id_mapping.prepare(cfg_lib.get_config("tiny"), log=None)
   bad = cfg_lib.get_config(f"tiny,gen={tiny_sg2}")

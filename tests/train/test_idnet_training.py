@@ -13,9 +13,10 @@ from configs import idnet as idnet_config
 from jaxface.errors import CheckpointError, ConfigError
 from jaxface.eval import identity as ev
 from jaxface.train import idnet
+from jaxface.runs import idnet as idnet_run
 from jaxface.data.synthetic_world import CLASSES
 from jaxface.train import loop
-from jaxface.train.priors import load_priors
+from jaxface.runs.priors import load_priors
 
 
 def test_roc_auc_hand_computed():
@@ -87,13 +88,13 @@ def test_train_tiny_and_load_idnet(tmp_path):
   assert rows and all(np.isfinite(r["loss"]) for r in rows)
   res = json.load(open(os.path.join(workdir, "eval", "step_2.json")))["synthetic_idnet"]
   assert 0.0 <= res["roc_auc"] <= 1.0 and res["pairs"] == cfg.eval.num_pairs
-  net = idnet.load_idnet(workdir)
+  net = idnet_run.load_idnet(workdir)
   assert net["resolution"] == 16 and net["step"] == 2
   x = jax.random.uniform(jax.random.key(0), (3, 16, 16, 3), minval=-1, maxval=1)
   e = net["embed"](x)
   assert e.shape == (3, 16)
   np.testing.assert_allclose(jnp.linalg.norm(e, axis=-1), 1.0, rtol=1e-5)
-  want = idnet.embed_fn(cfg, jax.device_get(state["params"]["net"]), jax.device_get(state["batch_stats"]))(x)
+  want = idnet_run.embed_fn(cfg, jax.device_get(state["params"]["net"]), jax.device_get(state["batch_stats"]))(x)
   np.testing.assert_allclose(e, want, rtol=1e-4, atol=1e-5)
   with pytest.raises(CheckpointError, match="not the priors method"):
     load_priors(workdir)  # a priors loader on an idnet workdir

@@ -16,6 +16,7 @@ from jaxface.data import synthetic, synthetic_factors as sf
 from jaxface.errors import ConfigError
 from jaxface.losses import segmentation as seg_loss
 from jaxface.models.parser import Parser
+from jaxface.runs import parser as parser_run
 from jaxface.train import loop, parser
 
 TINY = [("data.resolution", "32"), ("data.level", "0"), ("model.encoder_width", "8"), ("model.width", "16"),
@@ -34,13 +35,13 @@ def test_parser_trains_evaluates_and_loads(tmp_path):
   result = json.load(open(tmp_path / "eval" / "step_2.json"))
   assert 0.0 <= result["miou"] <= 1.0 and result["num_samples"] == 8
   assert set(result["iou"]) == set(synthetic.CLASSES)
-  model = parser.load_parser(str(tmp_path))
+  model = parser_run.load_parser(str(tmp_path))
   f = sf.stack([sf.sample_factors(10 ** 9 + i, sf.as_world_config(config.data)) for i in range(2)])
   images = jax.jit(lambda x: synthetic.render_batch(x, 32, config.data))(
       {k: f[k] for k in synthetic.RENDER_KEYS})["image"]
-  live = parser.ParserModel(config, {"params": state["params"], "batch_stats": state["batch_stats"]}, 2)
+  live = parser_run.ParserModel(config, {"params": state["params"], "batch_stats": state["batch_stats"]}, 2)
   np.testing.assert_allclose(np.asarray(model.logits(images)), np.asarray(live.logits(images)), atol=1e-4)
-  hair = np.asarray(parser.hair_mask(model, images))
+  hair = np.asarray(parser_run.hair_mask(model, images))
   assert hair.shape == (2, 32, 32) and (hair >= 0).all() and (hair <= 1).all()
   assert model.labels(images).shape == (2, 32, 32)
 

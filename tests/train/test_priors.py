@@ -14,6 +14,8 @@ from configs import priors as priors_config
 from jaxface.errors import CheckpointError, DataError
 from jaxface.train import loop
 from jaxface.train import priors
+from jaxface.runs import priors_data as factor_sets
+from jaxface.runs import priors as priors_run
 
 
 def test_stage1_loss_matches_scipy_reference():
@@ -88,14 +90,14 @@ def test_train_beats_gaussian_and_load_priors(tmp_path):
     assert r["beats_gaussian"] and r["p_gaussian"] < 0.05, (f, r)
     assert res[f]["prior"]["beats_gaussian"], (f, res[f]["prior"])  # plain z ~ N(0, I) decoding beats it too
   # Frozen decoders from the workdir reproduce the trained state's decoder, through the saved latent fit.
-  p = priors.load_priors(workdir)
+  p = priors_run.load_priors(workdir)
   assert p["step"] == 1000 and p["fitted"] and p["latent"] == {"id": 3, "exp": 2, "gamma": 2, "angle": 1}
   z = jax.random.normal(jax.random.key(0), (7, 2))
-  plain = priors.decoder(cfg, "exp", jax.device_get(state["exp"]["params"]), jax.device_get(state["exp"]["stats"]))
-  with np.load(os.path.join(workdir, priors.LATENT_FIT)) as fit:
+  plain = priors_run.decoder(cfg, "exp", jax.device_get(state["exp"]["params"]), jax.device_get(state["exp"]["stats"]))
+  with np.load(os.path.join(workdir, priors_run.LATENT_FIT)) as fit:
     want = plain(fit["exp/mean"] + z @ fit["exp/chol"].T)
   np.testing.assert_allclose(jax.jit(p["decoders"]["exp"])(z), want, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(priors.load_priors(workdir, raw=True)["decoders"]["exp"](z), plain(z), rtol=1e-5,
+  np.testing.assert_allclose(priors_run.load_priors(workdir, raw=True)["decoders"]["exp"](z), plain(z), rtol=1e-5,
                              atol=1e-6)
   ident = p["decoders"]["id"](jax.random.normal(jax.random.key(1), (7, 3)))
   blocks = p["split"]("id", ident)
@@ -115,19 +117,19 @@ def test_latent_fit_matches_aggregate_posterior():
 def test_bad_coefficient_files(tmp_path):
   cfg = _config(str(tmp_path / "missing.npz"), steps=1)
   with pytest.raises(DataError, match="does not exist"):
-    priors.dataset(cfg)
+    factor_sets.dataset(cfg)
   np.savez(tmp_path / "bad.npz", id=np.zeros((10, 5)), tex=np.zeros((10, 1)), exp=np.zeros((10, 2)),
            gamma=np.zeros((10, 2)), angle=np.zeros((10, 1)))
   cfg = _config(str(tmp_path / "bad.npz"), steps=1)
   with pytest.raises(DataError, match=r"'id' must have shape \[N, 2\]"):
-    priors.dataset(cfg)
+    factor_sets.dataset(cfg)
   with pytest.raises(CheckpointError, match="holds no training"):
-    priors.load_priors(str(tmp_path))
+    priors_run.load_priors(str(tmp_path))
 
 
 def test_synthetic_truth_dataset_holds_out_identities():
   cfg = priors_config.get_config("tiny")
-  train, held = priors.dataset(cfg)
+  train, held = factor_sets.dataset(cfg)
   assert train["id"].shape == (100, 96) and held["id"].shape == (100, 96)
   assert train["exp"].shape == (300, 20) and held["gamma"].shape == (200, 27) and held["angle"].shape == (200, 3)
   from jaxface.data import synthetic_factors as sf

@@ -15,6 +15,7 @@ from jaxface import config as config_lib
 from jaxface.data import synthetic, synthetic_factors as sf
 from jaxface.eval import recon as recon_eval
 from jaxface.errors import CheckpointError, ConfigError
+from jaxface.runs import rnet as rnet_run
 from jaxface.train import loop, rnet
 
 TINY = [("data.resolution", "32"), ("data.level", "0"), ("model.width", "8"), ("model.stats_samples", "64"),
@@ -44,12 +45,12 @@ def test_rnet_trains_evaluates_and_loads(tmp_path):
   mean, std = rnet.coeff_stats(config)
   np.testing.assert_allclose(np.asarray(state["coeff_mean"]), mean)
   # load_rnet reads back the trained network: same coefficients as the in-memory final state.
-  model = rnet.load_rnet(str(tmp_path))
+  model = rnet_run.load_rnet(str(tmp_path))
   assert model.step == 2 and model.order == "disco"
   f = sf.stack([sf.sample_factors(10 ** 9 + i, sf.as_world_config(config.data)) for i in range(4)])
   images = jax.jit(lambda x: synthetic.render_batch(x, 32, config.data))(
       {k: f[k] for k in synthetic.RENDER_KEYS})["image"]
-  live = rnet.RNetModel(config, {"params": state["params"], "batch_stats": state["batch_stats"]},
+  live = rnet_run.RNetModel(config, {"params": state["params"], "batch_stats": state["batch_stats"]},
                         np.asarray(state["coeff_mean"]), np.asarray(state["coeff_std"]), 2)
   np.testing.assert_allclose(np.asarray(model.coeffs(images)), np.asarray(live.coeffs(images)), atol=1e-5)
   coeffs, lm = model.predict(images)
@@ -65,13 +66,13 @@ def test_rnet_rejects_data_without_truth_and_bad_orders():
 
 def test_load_rnet_errors_name_the_problem(tmp_path):
   with pytest.raises(CheckpointError, match="config.json"):
-    rnet.load_rnet(str(tmp_path))
+    rnet_run.load_rnet(str(tmp_path))
   (tmp_path / "config.json").write_text(json.dumps({"trainer": "parser"}))
   with pytest.raises(CheckpointError, match="trainer='parser'"):
-    rnet.load_rnet(str(tmp_path))
+    rnet_run.load_rnet(str(tmp_path))
   (tmp_path / "config.json").write_text(json.dumps({"trainer": "rnet"}))
   with pytest.raises(CheckpointError, match="no checkpoints"):
-    rnet.load_rnet(str(tmp_path))
+    rnet_run.load_rnet(str(tmp_path))
   os.makedirs(tmp_path / "checkpoints" / "5")
   with pytest.raises(CheckpointError, match="step 7"):
-    rnet.load_rnet(str(tmp_path), step=7)
+    rnet_run.load_rnet(str(tmp_path), step=7)

@@ -16,6 +16,7 @@ from jaxface.edit import region
 from jaxface.errors import DataError, UserError
 
 from helpers import ROOT, env, metric_rows  # pylint: disable=import-error
+from jaxface.runs.workdir import read_run
 
 
 def test_tiny_run_trains_and_evaluates(tiny_siw):
@@ -37,9 +38,8 @@ def test_tiny_run_trains_and_evaluates(tiny_siw):
 
 
 def _trained(workdir):
-  from jaxface.train import rnet as rnet_lib
-  from jaxface.train import siw as siw_train
-  config, state, _ = rnet_lib.read_checkpoint(str(workdir), trainer="siw")
+  from jaxface.runs import siw as siw_train
+  config, state, _ = read_run(str(workdir), trainer="siw")
   return siw_train.generator(config), jax.tree.map(jnp.asarray, state["G_ema"]), config
 
 

@@ -73,9 +73,10 @@ def test_inversion_recovers_a_rendered_label_map():
   from configs import sof as sof_config
   from jaxface.eval import sof as sof_eval
   from jaxface.train import sof as sof_lib
+  from jaxface.runs import sof as sof_run
   config = sof_config.get_config("tiny")
   state = jax.jit(lambda k: sof_lib.init_state(config, k))(jax.random.key(0))
-  model = sof_lib.SOFModel(config, state["params"], 0)
+  model = sof_run.SOFModel(config, state["params"], 0)
   rng = np.random.default_rng(0)
   target_z, start = rng.normal(size=(2, config.model.latent_dim)).astype(np.float32)
   cam = sof_eval.frontal(model)
@@ -90,7 +91,8 @@ def test_inversion_recovers_a_rendered_label_map():
 
 def test_bad_label_maps_and_cameras_are_user_errors(tiny_run):
   from jaxface.train import sof as sof_lib
-  model = sof_lib.load_sof(str(tiny_run))
+  from jaxface.runs import sof as sof_run
+  model = sof_run.load_sof(str(tiny_run))
   good = np.zeros((32, 32), np.int32)
   bad = good.copy()
   bad[0, :2] = [16, 99]

@@ -1,6 +1,8 @@
-"""Small pieces several methods share."""
+"""A batch's real images and the input iterator of a method's config: what every trainer and the evaluators read."""
 
 import jax.numpy as jnp
+
+from jaxface.data import pipeline, synthetic
 
 
 def real_images(config, batch):
@@ -11,12 +13,10 @@ def real_images(config, batch):
   """
   if "image" in batch:
     return batch["image"].astype(jnp.float32) / 127.5 - 1.0
-  from jaxface.data import synthetic
   rendered = synthetic.render_batch(batch, config.data.resolution, config.data)
   return rendered["image"].astype(jnp.float32) * 2.0 - 1.0
 
 
 def data_iterator(config):
   """This host's slices of global batches of `config.data` (infinite, resumable), seeded by `config.seed`."""
-  from jaxface.data import pipeline
   return pipeline.make_iterator(config.data, global_batch_size=config.batch_size, seed=config.seed)

@@ -20,7 +20,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxface import assets
+from jaxface.convert import unflatten
 from jaxface.errors import ConfigError
+from jaxface.losses import identity as id_losses
+from jaxface.losses import recon as recon_losses
+from jaxface.models import idnet as idnet_models
+from jaxface.models import landmarks as lm_lib
+from jaxface.render import face_model as fm_lib
+from jaxface.render import mp468
+from jaxface.runs import idnet as idnet_lib
+from jaxface.runs import rnet as rnet_lib
+from jaxface.runs.workdir import read_run
 
 IDENTITIES = ("synthetic", "dlib", "arcface")
 LANDMARKS = ("rnet", "mediapipe")
@@ -58,8 +69,7 @@ def centre_crop(images, lo=0.1, hi=0.9):
 
 @functools.lru_cache(maxsize=4)
 def _rnet_config(workdir):
-  from jaxface.train import rnet as rnet_lib
-  config, _, _ = rnet_lib.read_checkpoint(workdir, trainer="rnet")
+  config, _, _ = read_run(workdir, trainer="rnet")
   return config
 
 
@@ -72,16 +82,12 @@ def load(config):
 @functools.lru_cache(maxsize=2)
 def _load(experts_json):
   e = ml_collections.ConfigDict(json.loads(experts_json))
-  from jaxface import assets
-  from jaxface.convert import unflatten
-  from jaxface.train import rnet as rnet_lib
   frozen = {}
-  _, st, _ = rnet_lib.read_checkpoint(e.rnet, trainer="rnet")
+  _, st, _ = read_run(e.rnet, trainer="rnet")
   frozen["rnet"] = {"variables": {"params": st["params"], "batch_stats": st["batch_stats"]},
                     "mean": st["coeff_mean"], "std": st["coeff_std"]}
   if e.identity == "synthetic":
-    from jaxface.train import priors as priors_lib
-    cfg, st, _ = priors_lib.restore_workdir(e.idnet)
+    cfg, st, _ = read_run(e.idnet)
     if cfg.get("trainer") != "idnet":
       raise ConfigError(f"experts.idnet={e.idnet!r} was trained by {cfg.get('trainer')!r}; pass a configs/idnet.py "
                         f"workdir.")
@@ -93,7 +99,6 @@ def _load(experts_json):
     flat = assets.load_params("arcface", e.idnet)
     frozen["idnet"] = {"params": unflatten({k: v for k, v in flat.items() if not k.startswith("__")})}
   if e.landmarks == "mediapipe":
-    from jaxface.models import landmarks as lm_lib
     params, _ = lm_lib.split(assets.load_params("face_landmark"))
     frozen["mediapipe"] = params
   return jax.tree.map(np.asarray, frozen)
@@ -107,11 +112,6 @@ def functions(config):
 @functools.lru_cache(maxsize=4)
 def _functions(experts_json):
   e = ml_collections.ConfigDict(json.loads(experts_json))
-  from jaxface.models import idnet as idnet_models
-  from jaxface.losses import identity as id_losses
-  from jaxface.render import face_model as fm_lib
-  from jaxface.losses import recon as recon_losses
-  from jaxface.train import rnet as rnet_lib
 
   rcfg = _rnet_config(e.rnet)
   rnet = rnet_lib.network(rcfg, train=False)
@@ -133,9 +133,6 @@ def _functions(experts_json):
       lm = jax.vmap(lambda ci: recon_losses.landmark_points(fm, ci, cam, r_size))(c)
       return lm[:, 17:] * (images.shape[1] / r_size)  # drop the 17 jaw points
   else:
-    from jaxface import assets
-    from jaxface.models import landmarks as lm_lib
-    from jaxface.render import mp468
     _, graph = lm_lib.split(assets.load_params("face_landmark"))
     keep = np.setdiff1d(np.arange(lm_lib.NUM_LANDMARKS), np.asarray(mp468.FACE_OVAL))
 
@@ -145,9 +142,7 @@ def _functions(experts_json):
       return lm[:, keep, :2] * (images.shape[1] / 192.0)
 
   if e.identity == "synthetic":
-    from jaxface.train import idnet as idnet_lib
-    from jaxface.train import priors as priors_lib
-    icfg, _, _ = priors_lib.restore_workdir(e.idnet)
+    icfg, _, _ = read_run(e.idnet)
     net, size, id_dim = idnet_lib.network(icfg, train=False), int(icfg.data.resolution), int(icfg.model.embed)
 
     def raw_identity(frozen, x):  # the synthetic net sees the whole frame, as it was trained
@@ -158,7 +153,6 @@ def _functions(experts_json):
     def raw_identity(frozen, x):
       return net.apply(frozen["idnet"], resize(centre_crop(x), 150) * 127.5 + 127.5)
   else:
-    from jaxface import assets
     net, _ = idnet_models.arcface_from_flat(assets.load_params("arcface", e.idnet))
     id_dim = 512
 

@@ -13,15 +13,15 @@ through stop_gradient, so nothing frozen ever trains; keeping it in the state ma
 Where the experts come from (`config.experts.source`):
   synthetic  jaxface's own trainings on the synthetic world (configs/priors.py, rnet.py, idnet.py, parser.py).
              An empty workdir trains that expert's bootstrap config into $JAXFACE_CACHE/experts/<name>-<hash>
-             (`resolve`, on the host before training; the hash covers the whole expert config, so another world
-             or preset trains another expert; an interrupted bootstrap resumes from its checkpoint).
+             (jaxface/train/experts.py `resolve`, on the host before training; the hash covers the whole expert
+             config, so another world or preset trains another expert; an interrupted bootstrap resumes from its
+             checkpoint).
   bfm        user-supplied files: the BFM face model (.mat), Deep3DFaceRecon R-Net weights and ArcFace weights
              (converted by jaxface.assets), priors from a configs/priors.py:bfm run on R-Net coefficients of the
              data, and a parser workdir when the hair term is on.
 """
 
 import functools
-import hashlib
 import json
 import os
 from typing import Callable, NamedTuple
@@ -31,193 +31,44 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxface import assets
+from jaxface.convert import unflatten
+from jaxface.data import synthetic
+from jaxface.data import synthetic_render as sr
 from jaxface.errors import ConfigError
+from jaxface.losses import imitative
+from jaxface.losses import recon as recon_losses
+from jaxface.models import vae as vae_lib
+from jaxface.models.idnet import arcface_from_flat
+from jaxface.models.rnet import from_flat
 from jaxface.render import camera as cam_lib
 from jaxface.render import face_model as fm_lib
 from jaxface.render import render as render_lib
+from jaxface.runs import idnet as idnet_lib
+from jaxface.runs import parser as parser_lib
+from jaxface.runs import priors as priors_lib
+from jaxface.runs import rnet as rnet_lib
+from jaxface.runs.workdir import read_run
+from jaxface.runs.disco_expert_configs import (BLOCKS, check_layout, check_world, expert_config, face_model,
+                                               needs_parser, user_file)
 
-NAMES = ("priors", "rnet", "idnet", "parser")
-BLOCKS = ("id", "tex", "exp", "angle", "gamma")  # λ layout fed to the generator (DiscoFaceGAN: 254 = 80+80+64+3+27)
-WORLD_KEYS = ("num_identities", "max_yaw", "max_pitch", "max_roll", "glasses_prob", "level", "focal")
 BFM_FOCAL_224, BFM_GAN_ZOOM = 1015.0, 1.22  # Deep3DFaceRecon's R-Net frame; DiscoFaceGAN's crop zoom
-
-
-def needs_parser(config):
-  """The parser is loaded only when stage 2 runs with a hair term."""
-  s = config.schedule
-  kimg_total = config.total_steps * config.batch_size / 1000.0
-  return config.loss.light_hair > 0 and config.loss.w_gamma_change > 0 and s.stage2_kimg < kimg_total
 
 
 # ------------------------------------------------------------------------------------------------- resolve
 
-def _set(config, dotted, value):
-  *parents, leaf = dotted.split(".")
-  node = config
-  for p in parents:
-    node = node[p]
-  if leaf not in node:
-    raise ConfigError(f"bootstrap override {dotted!r} names no field of that expert config.")
-  node[leaf] = value
-
-
-def bootstrap_config(config, name):
-  """The expert config `name` is trained with when its workdir is empty: the preset named in
-  config.experts.bootstrap.<name>, its overrides, and the disco run's synthetic world."""
-  from jaxface import config as config_lib
-  b = config.experts.bootstrap
-  cfg = config_lib.load_config_file(_spec_path(b[name]))
-  for key, value in dict(b[f"{name}_overrides"]).items():
-    _set(cfg, key.replace("/", "."), value)
-  for key in WORLD_KEYS:
-    cfg.data[key] = config.data[key]
-  cfg.wandb.mode = "disabled"
-  cfg.seed = config.seed
-  return cfg
-
-
-def _spec_path(spec):
-  """A bootstrap config spec ('configs/rnet.py:small'), found relative to the jaxface checkout when the
-  working directory has no such file."""
-  path, _, arg = spec.partition(":")
-  if not os.path.isabs(path) and not os.path.exists(path):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(os.path.dirname(root), path)
-  return f"{path}:{arg}" if arg else path
-
-
-def _cache_root():
-  from jaxface import assets
-  return os.path.join(assets.cache_dir(), "experts")
-
-
-def _finished(workdir, steps):
-  ckpt = os.path.join(workdir, "checkpoints", str(steps))
-  return os.path.isdir(ckpt) and os.path.isfile(os.path.join(workdir, "config.json"))
-
-
-def trained_bootstrap(cfg, name, spec, log=print):
-  """The cache workdir ($JAXFACE_CACHE/experts/<name>-<hash of cfg>) of an expert trained with config `cfg`
-  (from `bootstrap_config`), training it first when it is not there yet. Every method that needs a synthetic
-  expert goes through here, so equal configs share one trained expert."""
-  from jaxface import config as config_lib
-  key = hashlib.sha256(config_lib.to_json(cfg).encode()).hexdigest()[:12]
-  workdir = os.path.join(_cache_root(), f"{name}-{key}")
-  if not _finished(workdir, cfg.total_steps) and jax.process_count() > 1:
-    raise ConfigError(f"expert {name!r} is not trained yet and multi-host runs do not bootstrap experts; train it "
-                      f"once (python -m jaxface.main --config {spec} ...) and pass its workdir in the config.")
-
-  def train():
-    log(f"[experts] training the {name} bootstrap ({cfg.total_steps} steps of {spec}) into {workdir}")
-    from jaxface.train import loop
-    loop.train(cfg, workdir)
-
-  from jaxface import assets
-  assets.build_once(f"experts-{name}-{key}", lambda: _finished(workdir, cfg.total_steps), train)
-  if not _finished(workdir, cfg.total_steps):
-    # A SIGTERM during the bootstrap saves its checkpoint and ends that training early; an expert cut short must
-    # not be trained against (or measure anything) as if it were finished.
-    raise ConfigError(f"the {name} expert's bootstrap in {workdir} stopped before its {cfg.total_steps} steps "
-                      f"(interrupted); rerun the same command to resume it from its last checkpoint.")
-  return workdir
-
-
-def resolve(config, log=print):
-  """Fills every empty synthetic expert workdir in config.experts with a trained bootstrap in the cache,
-  training the ones that are not there yet. Returns the config (edited in place)."""
-  if config.experts.source != "synthetic":
-    return config
-  for name in NAMES:
-    if config.experts[name] or (name == "parser" and not needs_parser(config)):
-      continue
-    config.experts[name] = trained_bootstrap(bootstrap_config(config, name), name, config.experts.bootstrap[name],
-                                             log)
-  return config
-
 
 # ------------------------------------------------------------------------------------------------- configs
-
-@functools.lru_cache(maxsize=16)
-def _workdir_config(workdir, trainer):
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise ConfigError(f"{workdir!r} is not a training workdir (no config.json); pass the --workdir of a finished "
-                      f"configs/{trainer}.py run.")
-  with open(path) as f:
-    cfg = ml_collections.ConfigDict(json.load(f))
-  if cfg.get("trainer") != trainer:
-    raise ConfigError(f"{workdir!r} was trained by {cfg.get('trainer')!r}, not {trainer!r}; pass the workdir of a "
-                      f"configs/{trainer}.py run.")
-  return cfg
-
-
-def expert_config(config, name):
-  """The config an expert was trained with: the copy `record_configs` put in this run's config (so a run is
-  self-contained), else its workdir's config.json."""
-  recorded = json.loads(config.experts.get("configs", "") or "{}")
-  if name in recorded:
-    return ml_collections.ConfigDict(recorded[name])
-  return _workdir_config(os.path.abspath(config.experts[name]), name)
-
-
-def record_configs(config):
-  """Copies the training configs of the jaxface-trained experts this run uses into config.experts.configs: the
-  run's config.json then rebuilds their networks (Generator.load, evaluation) without the expert workdirs."""
-  names = [n for n in ("priors", "rnet", "idnet", "parser")
-           if config.experts[n] and (config.experts.source == "synthetic" or n in ("priors", "parser"))
-           and (n != "parser" or needs_parser(config))]
-  config.experts.configs = json.dumps({n: _workdir_config(os.path.abspath(config.experts[n]), n).to_dict()
-                                       for n in names}, sort_keys=True)
-  return config
-
-
-def _check_world(config, name):
-  """A synthetic expert must come from the same world the generator trains on (same mesh level and camera)."""
-  cfg = expert_config(config, name)
-  for key in ("level", "focal"):
-    if float(cfg.data[key]) != float(config.data[key]):
-      raise ConfigError(f"expert {name} ({config.experts[name]}) was trained with data.{key}={cfg.data[key]}, "
-                        f"this run uses {config.data[key]}; use matching settings or another expert.")
-  return cfg
 
 
 # ------------------------------------------------------------------------------------------------- loading
 
-def _user_file(config, key, what):
-  path = config.experts[key]
-  if not path:
-    raise ConfigError(f"configs/disco.py with experts.source=bfm needs {what}: set --config.experts.{key}=PATH.")
-  if not os.path.exists(path):
-    raise ConfigError(f"--config.experts.{key}={path} does not exist; it should point at {what}.")
-  return path
-
-
-@functools.lru_cache(maxsize=4)
-def _face_model(source, path, level):
-  with jax.ensure_compile_time_eval():  # never cache tracers, whoever calls first
-    return _build_face_model(source, path, level)
-
-
-def _build_face_model(source, path, level):
-  if source == "synthetic":
-    from jaxface.train import rnet as rnet_lib
-    return rnet_lib.face_model(level)
-  return fm_lib.load_face_model("bfm_front", path=path)
-
-
-def face_model(config):
-  if config.experts.source == "bfm":
-    return _face_model("bfm", _user_file(config, "face_model", "BFM_model_front.mat (Deep3DFaceRecon) or "
-                                         "BFM_model_front_gan.mat (DiscoFaceGAN)"), 0)
-  return _face_model("synthetic", "", int(config.data.level))
-
 
 def _load_priors(config):
-  from jaxface.train import priors as priors_lib
   if not config.experts.priors:
     raise ConfigError("config.experts.priors is empty: pass the workdir of a configs/priors.py run "
                       "(configs/priors.py:bfm on R-Net coefficients of your data for experts.source=bfm).")
-  _, state, _ = priors_lib.restore_workdir(config.experts.priors)
+  _, state, _ = read_run(config.experts.priors)
   cfg = expert_config(config, "priors")
   out = {f: {"params": state[f]["params"], "stats": state[f]["stats"]} for f in priors_lib.factors(cfg)}
   missing = [f for f in ("id", "exp", "gamma", "angle") if f not in out]
@@ -245,33 +96,28 @@ def _load(config_json):
   fm = face_model(config)
   frozen = {"face": fm, "priors": _load_priors(config)}
   if config.experts.source == "synthetic":
-    from jaxface.train import rnet as rnet_lib
-    from jaxface.train import priors as priors_lib
-    _check_world(config, "rnet")
-    _, st, _ = rnet_lib.read_checkpoint(config.experts.rnet, trainer="rnet")
+    check_world(config, "rnet")
+    _, st, _ = read_run(config.experts.rnet, trainer="rnet")
     frozen["rnet"] = {"variables": {"params": st["params"], "batch_stats": st["batch_stats"]},
                       "mean": st["coeff_mean"], "std": st["coeff_std"]}
-    _, st, _ = priors_lib.restore_workdir(config.experts.idnet)
+    _, st, _ = read_run(config.experts.idnet)
     expert_config(config, "idnet")
     frozen["idnet"] = {"params": st["params"]["net"], "batch_stats": st["batch_stats"]}
     if needs_parser(config):
-      _check_world(config, "parser")
-      _, st, _ = rnet_lib.read_checkpoint(config.experts.parser, trainer="parser")
+      check_world(config, "parser")
+      _, st, _ = read_run(config.experts.parser, trainer="parser")
       frozen["parser"] = {"params": st["params"], "batch_stats": st["batch_stats"]}
   else:
-    from jaxface import assets
-    from jaxface.convert import unflatten
-    flat = assets.load_params("rnet_deep3d", _user_file(config, "rnet", "Deep3DFaceRecon_pytorch's epoch_20.pth"))
+    flat = assets.load_params("rnet_deep3d", user_file(config, "rnet", "Deep3DFaceRecon_pytorch's epoch_20.pth"))
     frozen["rnet"] = {"variables": unflatten({k: v for k, v in flat.items() if not k.startswith("__")})}
-    flat = assets.load_params("arcface", _user_file(config, "idnet", "insightface ArcFace weights (.onnx or .pth)"))
+    flat = assets.load_params("arcface", user_file(config, "idnet", "insightface ArcFace weights (.onnx or .pth)"))
     # The converted ArcFace has no batch_stats (BN is folded into scale/offset params): only "params".
     frozen["idnet"] = {"params": unflatten({k: v for k, v in flat.items() if not k.startswith("__")})}
     if needs_parser(config):
-      from jaxface.train import rnet as rnet_lib
-      _, st, _ = rnet_lib.read_checkpoint(_user_file(config, "parser", "a configs/parser.py workdir"),
+      _, st, _ = read_run(user_file(config, "parser", "a configs/parser.py workdir"),
                                           trainer="parser")
       frozen["parser"] = {"params": st["params"], "batch_stats": st["batch_stats"]}
-  _check_layout(config, frozen)
+  check_layout(config, frozen)
   norm = config.model.get("lambda_norm", "")
   if norm:
     frozen["lambda_stats"] = lambda_stats(config, frozen, norm)
@@ -328,24 +174,6 @@ def restored(frozen):
   return dict(frozen, face=fm_lib.FaceModel(**{k: jnp.asarray(v) for k, v in face.items()}))
 
 
-def lambda_dim(config):
-  """Size of λ (id + tex + exp + angle + gamma) from the priors' block sizes."""
-  from jaxface.train import priors as priors_lib
-  dims = priors_lib.face_dims(expert_config(config, "priors"))
-  return sum(int(dims[b]) for b in BLOCKS)
-
-
-def _check_layout(config, frozen):
-  from jaxface.train import priors as priors_lib
-  fm = frozen["face"]
-  dims = priors_lib.face_dims(expert_config(config, "priors"))
-  want = dict(id=fm.n_id, tex=fm.n_tex, exp=fm.n_exp, angle=3, gamma=27)
-  bad = {k: (dims.get(k), v) for k, v in want.items() if int(dims.get(k, -1)) != v}
-  if bad:
-    raise ConfigError(f"the priors run {config.experts.priors} models blocks {dims}, the face model has {want}; "
-                      f"train the priors for this face model (mismatch (priors, face): {bad}).")
-
-
 # ------------------------------------------------------------------------------------------------- functions
 
 def _resize(images, size):
@@ -387,8 +215,6 @@ def functions(config):
 @functools.lru_cache(maxsize=8)
 def _functions(config_json):
   config = ml_collections.ConfigDict(json.loads(config_json))
-  from jaxface.models import vae as vae_lib
-  from jaxface.train import priors as priors_lib
   pcfg = expert_config(config, "priors")
   latent = {f: int(pcfg.model[f].latent) for f in vae_lib.FACTORS}
   dims = priors_lib.face_dims(pcfg)
@@ -408,7 +234,6 @@ def _functions(config_json):
 
   synthetic = config.experts.source == "synthetic"
   if synthetic:
-    from jaxface.data import synthetic_render as sr
     base_cam = sr.camera(float(config.data.focal))
   else:
     base_cam = cam_lib.perspective(BFM_FOCAL_224 * BFM_GAN_ZOOM, 128.0, 128.0, 256, 256)
@@ -428,15 +253,11 @@ def _functions(config_json):
 
 
 def _recon_fn(config, layout, synthetic):
-  from jaxface.losses import recon as recon_losses
   if synthetic:
-    from jaxface.train import rnet as rnet_lib
     rcfg = expert_config(config, "rnet")
     net, order, size = rnet_lib.network(rcfg, train=False), rcfg.model.order, int(rcfg.data.resolution)
     cam = rnet_lib.camera(rcfg.data)
   else:
-    from jaxface import assets
-    from jaxface.models.rnet import from_flat
     net, _ = from_flat(assets.load_params("rnet_deep3d", config.experts.rnet))
     order, size = "d3dfr", 224
     cam = cam_lib.perspective(BFM_FOCAL_224, 112.0, 112.0, 224, 224)
@@ -456,17 +277,13 @@ def _recon_fn(config, layout, synthetic):
 
 
 def _identity_fn(config, synthetic):
-  from jaxface.losses import imitative
   if synthetic:
-    from jaxface.train import idnet as idnet_lib
     icfg = expert_config(config, "idnet")
     net, size = idnet_lib.network(icfg, train=False), int(icfg.data.resolution)
 
     def apply(frozen, x):
       return net.apply({"params": frozen["idnet"]["params"], "batch_stats": frozen["idnet"]["batch_stats"]}, x)
   else:
-    from jaxface import assets
-    from jaxface.models.idnet import arcface_from_flat
     net, _ = arcface_from_flat(assets.load_params("arcface", config.experts.idnet))
     size = 112
 
@@ -481,8 +298,6 @@ def _identity_fn(config, synthetic):
 
 
 def _hair_fn(config):
-  from jaxface.data import synthetic
-  from jaxface.train import parser as parser_lib
   pcfg = expert_config(config, "parser")
   net, size = parser_lib.network(pcfg, train=False), int(pcfg.data.resolution)
   hair_class = list(synthetic.CLASSES).index("hair")

@@ -17,6 +17,8 @@ import shutil
 import numpy as np
 
 from jaxface.errors import DataError
+from jaxface.runs import latent_codes
+from jaxface.runs import latent_codes as ifg
 
 FILES = ("images.npy", "ws.npy", "meta.json")
 
@@ -31,15 +33,13 @@ def fingerprint(params):
 
 
 def _z(seed, start, stop, dim):
-  from jaxface.edit import interfacegan as ifg
   z = np.stack([np.random.default_rng([seed, i]).standard_normal(dim) for i in range(start, stop)])
   return ifg.renormalize_z(z).astype(np.float32)
 
 
 def generate(gen, folder, num, seed=0, batch=64, log=print):
-  """Samples `num` (image, W+) pairs of `gen` (a jaxface.edit.generator_io.LoadedGenerator, whose truncation psi
+  """Samples `num` (image, W+) pairs of `gen` (a jaxface.runs.stylegan2.LoadedGenerator, whose truncation psi
   and layers apply) into `folder`."""
-  from jaxface.edit import generator_io
   if num < 1:
     raise DataError(f"asked for {num} generated images; need at least 1.")
   tmp = folder.rstrip("/") + ".partial"
@@ -53,7 +53,7 @@ def generate(gen, folder, num, seed=0, batch=64, log=print):
     w = gen.map(_z(seed, start, stop, gen.z_dim))
     wp = gen.truncate(w)
     out = gen.synthesize(wp, "wp")
-    images[start:stop] = generator_io.postprocess(out["image"])
+    images[start:stop] = latent_codes.postprocess(out["image"])
     ws[start:stop] = wp
     if log and (start // batch) % 20 == 0:
       log(f"[data] generated {stop}/{num} images from {gen.workdir} step {gen.step}")
