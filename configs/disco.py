@@ -87,7 +87,7 @@ def get_config(arg=""):
       channel_max=64 if small else 512,  # widest layer
       mbstd_group_size=4,  # minibatch-stddev group (released: 4)
       # "" raw λ (released; pose is ~0.2% of the input energy and barely reaches w), "dim" standardised per
-      # dimension, "factor" standardised with equal energy per factor (train/disco_experts.lambda_stats).
+      # dimension, "factor" standardised with equal energy per factor (runs/disco_experts.lambda_stats).
       lambda_norm="factor" if cpu else "",  # λ's transform before the mapping (see above)
   ))
 
