@@ -67,6 +67,8 @@ def main(argv=None):
     raise UserError("give photos with --image, or an earlier embedding with --latent (one of the two)")
   edits = [parse_settings(s) for s in args.set]
   photos = [embed.read_photo(p) for p in args.image]  # unreadable files fail before any model work
+  from jaxface import parallel  # JAX: loaded once the command runs, not for --help
+  parallel.enable_compilation_cache()  # the embedding's programs compile once per machine
   gen = Generator.load(args.workdir, args.step)
   probe = gen.lambdas(1, 0)
   for key, value in (kv for e in edits for kv in e):  # validate names before the slow part

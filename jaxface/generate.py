@@ -107,6 +107,8 @@ def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   key, values, settings = check_args(args)
   from jaxface.runs.disco_generator import Generator, apply_setting, write_sweep  # JAX: after the arguments parse
+  from jaxface import parallel  # JAX: after the arguments parse
+  parallel.enable_compilation_cache()  # a second grid of the same generator skips compiling
   gen = Generator.load(args.workdir, args.step)
   for k, _ in settings + [(key, 0.0)]:
     apply_setting(gen, gen.lambdas(1, 0), k, 0.0, 1)  # factor names the model knows, before any generation

@@ -252,6 +252,8 @@ def main(argv=None):
     raise UserError("--embed-steps must be >= 1 and --max-upload-mb, --max-megapixels > 0")
   from jaxface.runs.disco_generator import Generator  # JAX: loaded once the command runs, not for --help
   from jaxface.web.editor import Editor  # JAX: loaded once the command runs, not for --help
+  from jaxface import parallel  # JAX: loaded once the command runs, not for --help
+  parallel.enable_compilation_cache()  # the editor's warm-up compiles once per machine, not per launch
   gen = Generator.load(args.workdir, args.step)
   editor = Editor(gen, args.embed_steps, max_pixels=int(args.max_megapixels * 1e6))
   t0 = time.perf_counter()
