@@ -59,8 +59,15 @@ class Generator:
         return G.apply({"params": params}, ws, noise_mode="const", method="synthesize")
       return G.apply({"params": params, "noise": noise}, ws, noise_mode="given", method="synthesize")
 
+    def noise_maps(params, n):
+      ws = jnp.zeros((n, G.num_ws, G.w_dim), jnp.float32)
+      _, state = G.apply({"params": params}, ws, noise_mode="given", method="synthesize", mutable=["noise"])
+      return state["noise"]
+
     self._to_ws = jax.jit(to_ws)
     self._synthesize = jax.jit(synthesize)
+    # One program, not the synthesis network op by op (tens of seconds of small compiles at 64²).
+    self._noise_maps = jax.jit(noise_maps, static_argnums=1)
     self._decode = jax.jit(experts.decode)
 
   # --------------------------------------------------------------------------------------------- loading
@@ -172,10 +179,7 @@ class Generator:
 
   def noise_maps(self, n):
     """The constant noise maps as a per-sample "noise" collection for n samples (the start of an embedding)."""
-    ws = jnp.zeros((n, self.num_ws, self.G.w_dim), jnp.float32)
-    _, state = self.G.apply({"params": self.params}, ws, noise_mode="given", method="synthesize",
-                            mutable=["noise"])
-    return state["noise"]
+    return self._noise_maps(self.params, int(n))
 
   def generate(self, blocks, noise=0, psi=None):
     """Images [n, R, R, 3] in [-1, 1] from λ blocks; noise: seed or ε [n, noise_dim]."""
