@@ -3,7 +3,7 @@ expert workdir, and turns heads with the yaw it is asked for, as its own R-Net r
 
 What it guarantees today, and so what this checks: every identity turns the way it is asked, monotonically, over
 a range a frontal-only generator does not have. Not yet reached: reading a requested ±30° back within 5°. R-Net
-reads this generator's ±30° as about -17° / +11° (docs/results_disco.md), and even the exact 3D render of ±30°,
+reads this generator's ±30° as about -20° / +21° (docs/results_disco.md), and even the exact 3D render of ±30°,
 a face on black like these fakes, as -24° / +19°, against ±30° on the world's own images."""
 
 import time
