@@ -51,20 +51,34 @@ def storage_cause(error):
   return None
 
 
+def _raised_in_orbax(error):
+  """True when `error`, or one it was raised from, passed through Orbax's code (a read or write task of a save or
+  restore, whatever the message says)."""
+  for e in exception_chain(error):
+    tb = e.__traceback__
+    while tb is not None:
+      if f"{os.sep}orbax{os.sep}" in tb.tb_frame.f_code.co_filename:
+        return True
+      tb = tb.tb_next
+  return False
+
+
 def first_line(error, limit=300):
   text = str(error).strip().splitlines()
   return (text[0] if text else type(error).__name__)[:limit]
 
 
 class _QuietFailedSaves(logging.Filter):
-  """A failed save is reported once, by the run, with its path and cause. On the way there Orbax logs a traceback
-  per writer thread and asyncio one per abandoned write task (hundreds of lines, some at exit): Orbax's errors keep
-  their first line, and asyncio's records of write tasks that died of a storage failure are dropped."""
+  """A failed save is reported once, by the run, with its path and cause, and a checkpoint that does not restore
+  once, with the checkpoint it was. On the way there Orbax logs a traceback per writer thread and asyncio one per
+  abandoned read or write task (hundreds of lines, some at exit): Orbax's errors keep their first line, and
+  asyncio's records of Orbax tasks that died of a storage failure or of a damaged file are dropped."""
 
   def filter(self, record):
     if record.name == "asyncio":
       error = record.exc_info[1] if record.exc_info else None
-      return not (error is not None and "orbax" in record.getMessage() and storage_cause(error) is not None)
+      return not (error is not None and (_raised_in_orbax(error)
+                                         or ("orbax" in record.getMessage() and storage_cause(error) is not None)))
     if record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname:
       record.msg, record.args = first_line(record.getMessage()), None
       record.exc_info = record.exc_text = record.stack_info = None

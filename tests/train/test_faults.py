@@ -266,6 +266,31 @@ def test_storage_causes_are_named_and_bugs_are_not():
   assert storage_faults.storage_cause(KeyError("G.params")) is None  # a bug stays a traceback
 
 
+def test_abandoned_orbax_read_tasks_are_not_logged_but_other_asyncio_errors_are():
+  """A damaged checkpoint fails every read task of its restore; asyncio logs each one nobody awaited with a
+  traceback ("_GatheringFuture exception was never retrieved"). The run reports the checkpoint once, so records of
+  tasks that died inside Orbax are dropped; an asyncio error from anywhere else is kept whole."""
+  import logging
+
+  def raised_in(filename):
+    code = compile("raise ValueError('OUT_OF_RANGE: Requested byte range is not valid')", filename, "exec")
+    try:
+      exec(code, {})
+    except ValueError as e:
+      try:
+        raise Exception("Encountered error while reading array index") from e
+      except Exception as outer:
+        return outer
+
+  def record(error):
+    return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "_GatheringFuture exception was never retrieved",
+                             None, (type(error), error, error.__traceback__))
+
+  quiet = storage_faults._QuietFailedSaves()
+  assert not quiet.filter(record(raised_in(os.path.join(os.sep, "site", "orbax", "serialization.py"))))
+  assert quiet.filter(record(raised_in(os.path.join(os.sep, "site", "mylib", "reader.py"))))
+
+
 def test_workdir_lock_names_its_holder_and_is_released(tmp_path):
   held = run_guard.WorkdirLock(str(tmp_path)).acquire()
   with pytest.raises(UserError, match=rf"in use by another training run \(pid {os.getpid()} on host "):
