@@ -28,7 +28,8 @@ import numpy as np
 from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import UserError, cli
-from jaxface.eval.disentangle import FACTORS, ds_from_spreads, ds_interval, group_spreads, spreads as _spreads
+from jaxface.eval.disentangle import FACTORS, ds_from_spreads, ds_interval, group_spreads, mean_spreads, \
+    spreads as _spreads
 from jaxface.eval.fid import frechet_distance
 from jaxface.runs.disco_factors import ANGLES
 
@@ -265,7 +266,7 @@ def evaluate_generator(gen, workdir=None):
   out["identity"] = identity_consistency(gen, measure, int(e.control_samples), psi)
   bar.update()
   per_group = generated_groups(gen, measure, int(e.groups), int(e.group_size), psi)
-  spreads = {f: {a: float(v.mean()) for a, v in attrs.items()} for f, attrs in per_group.items()}
+  spreads = mean_spreads(per_group)
   bar.update()
   if config.data.kind == "synthetic":
     ref = real_references(config, measure, int(e.groups), int(e.group_size),
@@ -275,13 +276,12 @@ def evaluate_generator(gen, workdir=None):
     out["identity_ratio"] = out["identity"]["mean_same_identity"] / ref["identity_real"]["mean_same_identity"]
     real_spread = ref["real_spread"]
     out["disentanglement"] = ds_from_spreads(spreads, real_spread)
-    out["disentanglement"]["ds_mean_interval90"] = ds_interval(per_group, real_spread)
     out["disentanglement_real"] = ds_from_spreads(ref["real_group_spreads"], real_spread)
   else:
     imgs = _real_images(config, int(e.groups) * int(e.group_size))
     real_spread = _spreads(measure.attributes(imgs), int(e.groups), int(e.group_size))
     out["disentanglement"] = ds_from_spreads(spreads, real_spread)
-    out["disentanglement"]["ds_mean_interval90"] = ds_interval(per_group, real_spread)
+  out["disentanglement"]["ds_mean_interval90"] = ds_interval(per_group, real_spread)
   bar.update()
   out["spreads"] = spreads
   if int(e.fid_samples) > 0:
@@ -345,8 +345,9 @@ def summarize(r):
     lines.append(f"  vs real same-identity {r['identity_real']['mean_same_identity']:.3f}: ratio "
                  f"{r['identity_ratio']:.3f}")
   d = r["disentanglement"]
-  interval = "".join(f" (90% interval, groups resampled: {lo:.3g}-{hi:.3g})" for lo, hi in [d["ds_mean_interval90"]]
-                     if "ds_mean_interval90" in d)
+  interval = ""
+  if "ds_mean_interval90" in d:  # older eval files have none
+    interval = " (90% interval, groups resampled: {:.3g}-{:.3g})".format(*d["ds_mean_interval90"])
   lines.append("  DS: " + ", ".join(f"{k} {v:.3g}" for k, v in d["ds"].items()) + f"; mean {d['ds_mean']:.3g}"
                + interval)
   if "disentanglement_real" in r:

@@ -28,18 +28,23 @@ def spreads(attrs, groups, size):
   return {a: float(v.mean()) for a, v in group_spreads(attrs, groups, size).items()}
 
 
+def mean_spreads(per_group):
+  """{factor: {attr: [G]}} -> {factor: {attr: σ}}, the spreads averaged over groups."""
+  return {f: {a: float(np.mean(v)) for a, v in attrs.items()} for f, attrs in per_group.items()}
+
+
 def ds_interval(per_group, real_spread, level=0.9, draws=2000, seed=0):
   """Bootstrap interval of the mean DS: {factor: {attr: [G]}} per-group spreads, each factor's groups resampled
   with replacement (the real-image normalizer held fixed). Returns [low, high] at `level`."""
   rng = np.random.default_rng(seed)
   means = []
   for _ in range(draws):
-    s = {}
+    resampled = {}
     for f, attrs in per_group.items():
       g = len(next(iter(attrs.values())))
       pick = rng.integers(0, g, g)
-      s[f] = {a: float(np.mean(v[pick])) for a, v in attrs.items()}
-    means.append(ds_from_spreads(s, real_spread)["ds_mean"])
+      resampled[f] = {a: v[pick] for a, v in attrs.items()}
+    means.append(ds_from_spreads(mean_spreads(resampled), real_spread)["ds_mean"])
   low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
   return [float(low), float(high)]
 
