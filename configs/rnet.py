@@ -40,6 +40,10 @@ def get_config(arg=""):
   config.log.samples_every_steps = 10 ** 9  # R-Net makes no images; sample grids are not used
 
   config.data = common.data_block(res)  # the synthetic world (kind=synthetic) is required: it has the truth
+  # Fraction of each batch shown as the bare face-model render of its true coefficients over a blurred, darkened
+  # copy of the world image: DiscoFaceGAN's imitation targets and the fakes that imitate them look like that, and
+  # an R-Net that only saw world images reads their yaw ~25% short. 0.5 gives a measuring R-Net for generators.
+  config.render_mix = 0.0
 
   config.model = ml_collections.ConfigDict(dict(
       depth=args.depth or (18 if small else 50),  # ResNet depth: 18 (small) or 50 (faithful)

@@ -10,6 +10,7 @@ offset between the new and the old coefficients:
 The optimization starts from Φ(λ) truncated as in generation, and minimizes, per photo,
     w_pix·MSE + w_msssim·(1 − MS-SSIM) + w_id·(1 − cos(id(G), id(x))) + w_lm·‖lm(G) − lm(x)‖²/R²
   + w_noise·noise autocorrelation (StyleGAN2's projector regularizer; maps are renormalized after each step)
+  + w_anchor·mean‖w+ − Φ(λ)‖² (optional: the further w+ leaves the mapping's range, the less a λ edit moves it)
 with Adam and the projector's learning-rate ramp (up over the first 5%, cosine down over the last 25%).
 Photos are independent (Adam is element-wise), so a batch embeds many photos at the cost of one.
 
@@ -48,6 +49,7 @@ class EmbedConfig:
   w_id: float = 0.5         # 1 − cosine of the identity network's embeddings
   w_lm: float = 100.0       # R-Net landmark distance², in units of the image side
   w_noise: float = 1e3      # noise-map autocorrelation (keeps the maps noise, not image content)
+  w_anchor: float = 0.0     # mean squared distance of w+ from its start Φ(λ): keeps w+ where λ edits still act
   noise: bool = True        # optimize the noise maps too (False: the generator's constant maps)
   align: bool = True        # detect + 5-point align; False: the photos are already aligned crops
 
@@ -154,7 +156,7 @@ def _programs(gen, cfg):
     blocks = {b: rec["coeffs"][b] for b in ("id", "tex", "exp", "angle", "gamma")}
     return blocks, ex.identity(frozen, x), rec["landmarks"]
 
-  def terms(var, x, id_x, lm_x):
+  def terms(var, x, id_x, lm_x, w0):
     if cfg.noise:
       img = G.apply({"params": params, "noise": var["noise"]}, var["ws"], noise_mode="given", method="synthesize")
     else:
@@ -163,18 +165,20 @@ def _programs(gen, cfg):
            "id": 1.0 - jnp.sum(ex.identity(frozen, img) * id_x, -1),
            "lm": jnp.mean(jnp.sum((ex.recon(frozen, img)["landmarks"] - lm_x) ** 2, -1), -1) / res ** 2}
     out["noise"] = noise_regularizer(var["noise"]) if cfg.noise else jnp.zeros_like(out["pix"])
+    out["anchor"] = jnp.mean((var["ws"] - w0) ** 2, (1, 2))
     return out
 
-  weights = {"pix": cfg.w_pix, "msssim": cfg.w_msssim, "id": cfg.w_id, "lm": cfg.w_lm, "noise": cfg.w_noise}
+  weights = {"pix": cfg.w_pix, "msssim": cfg.w_msssim, "id": cfg.w_id, "lm": cfg.w_lm, "noise": cfg.w_noise,
+             "anchor": cfg.w_anchor}
 
-  def loss(var, x, id_x, lm_x):
-    t = terms(var, x, id_x, lm_x)
+  def loss(var, x, id_x, lm_x, w0):
+    t = terms(var, x, id_x, lm_x, w0)
     per_image = sum(weights[k] * v for k, v in t.items())
     return jnp.sum(per_image), t  # photos are independent: the sum's gradient is each photo's own
 
   @jax.jit
-  def step(var, opt_state, x, id_x, lm_x):
-    (_, t), g = jax.value_and_grad(loss, has_aux=True)(var, x, id_x, lm_x)
+  def step(var, opt_state, x, id_x, lm_x, w0):
+    (_, t), g = jax.value_and_grad(loss, has_aux=True)(var, x, id_x, lm_x, w0)
     upd, opt_state = opt.update(g, opt_state, var)
     var = optax.apply_updates(var, upd)
     if cfg.noise:
@@ -204,14 +208,15 @@ def embed_photos(gen, images, config=None, progress=False, **overrides):
     pad = min(cfg.batch_size, len(aligned)) - n  # pad the last chunk: one compiled program for every chunk
     x = jnp.asarray(np.concatenate([chunk, chunk[:1].repeat(pad, 0)]), jnp.float32) / 127.5 - 1.0
     blocks, id_x, lm_x = analyse(x)
-    var = {"ws": gen.ws(blocks, noise=0), "noise": gen.noise_maps(x.shape[0]) if cfg.noise else None}
+    w0 = gen.ws(blocks, noise=0)
+    var = {"ws": w0, "noise": gen.noise_maps(x.shape[0]) if cfg.noise else None}
     opt_state = opt.init(var)
     steps = range(cfg.steps)
     if progress:
       from tqdm import tqdm
       steps = tqdm(steps, desc=f"embedding photos {start + 1}-{start + n} of {len(aligned)}", unit="step")
     for _ in steps:
-      var, opt_state, t = step(var, opt_state, x, id_x, lm_x)
+      var, opt_state, t = step(var, opt_state, x, id_x, lm_x, w0)
     recon = gen.synthesize(var["ws"], var["noise"])
     parts.append(jax.tree.map(lambda a: np.asarray(a)[:n], (var, blocks, recon, t)))
   var, blocks, recon, t = jax.tree.map(lambda *a: np.concatenate(a), *parts)

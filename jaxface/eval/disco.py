@@ -16,7 +16,7 @@ identity net embeds), on G_ema without truncation unless config.eval says otherw
   FID         Inception pool3 (jaxface.assets "fid_inception") of eval.fid_samples fakes vs as many reals.
 `evaluate(config, state, workdir)` runs them all, writes factor-sweep grids to workdir/samples/ and returns one
 dict (the loop writes it to workdir/eval/step_N.json).
-  python -m jaxface.eval.disco --workdir W [--step N] [--groups G] [--samples N]     # re-score a checkpoint
+  python -m jaxface.eval.disco --workdir W [--step N] [--groups G] [--samples N] [--rnet R]  # re-score a checkpoint
 """
 
 import json
@@ -28,6 +28,7 @@ import numpy as np
 from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import UserError, cli
+from jaxface.eval.disco_references import control_errors, real_images, real_references
 from jaxface.eval.disentangle import FACTORS, ds_from_spreads, ds_interval, group_spreads, mean_spreads, \
     spreads as _spreads
 from jaxface.eval.fid import frechet_distance
@@ -79,30 +80,21 @@ def _draw(gen, seed, n):
   return blocks, noise
 
 
-def _control_errors(rec, blocks, target_lm, width):
-  deg = np.rad2deg(np.abs(rec["coeffs"]["angle"] - blocks["angle"]))
-  lm = np.linalg.norm(rec["landmarks"] - target_lm, axis=-1).mean(-1) / width * 100.0
-  out = {}
-  for i, name in enumerate(("pitch", "yaw", "roll")):
-    out[f"{name}_err_deg_median"] = float(np.median(deg[:, i]))
-    out[f"{name}_err_deg_mean"] = float(deg[:, i].mean())
-  out["landmark_err_pct_mean"] = float(lm.mean())
-  out["landmark_err_pct_median"] = float(np.median(lm))
-  out["light_err_mean_abs"] = float(np.abs(rec["gamma"] - blocks["gamma"]).mean())
-  return out
-
-
 def control(gen, measure, n, psi, seed=101):
-  """Requested vs re-estimated factors of n fakes."""
+  """Requested vs re-estimated factors of n fakes, and of the exact renders of the same λ (the imitation targets:
+  the measuring R-Net's own error on the kind of image the generator is taught to make)."""
   from jaxface.runs import disco  # JAX: loaded once the command runs, not for --help
   blocks, noise = _draw(gen, seed, n)
   fakes = _generate(gen, blocks, noise, psi)
-  landmarks = jax.jit(lambda f, b: disco.render_targets(gen.experts, f, b, gen.resolution)["landmarks"])
-  target = []
+  render = jax.jit(lambda f, b: disco.render_targets(gen.experts, f, b, gen.resolution))
+  renders, landmarks = [], []
   for i in range(0, n, measure.batch):
-    part = {k: jnp.asarray(v[i:i + measure.batch]) for k, v in blocks.items()}
-    target.append(np.asarray(landmarks(gen.frozen, part)))
-  return _control_errors(measure.recon(fakes), blocks, np.concatenate(target), gen.resolution)
+    out = render(gen.frozen, {k: jnp.asarray(v[i:i + measure.batch]) for k, v in blocks.items()})
+    renders.append(np.asarray(out["image"]) * 2.0 - 1.0)
+    landmarks.append(np.asarray(out["landmarks"]))
+  lm = np.concatenate(landmarks)
+  return (control_errors(measure.recon(fakes), blocks, lm, gen.resolution),
+          control_errors(measure.recon(np.concatenate(renders)), blocks, lm, gen.resolution))
 
 
 def identity_consistency(gen, measure, n, psi, seed=202):
@@ -128,103 +120,10 @@ def generated_groups(gen, measure, groups, size, psi, seed=303):
   for fi, factor in enumerate(FACTORS):
     base, noise = _draw(gen, seed + fi, groups)
     rows = {k: np.repeat(v, size, 0) for k, v in base.items()}
-    new = gen.factor_blocks(factor, seed + 100 + fi, groups * size)
-    rows.update(new)
+    rows.update(gen.factor_blocks(factor, seed + 100 + fi, groups * size))
     images = _generate(gen, rows, np.repeat(noise, size, 0), psi)
     spreads[factor] = group_spreads(measure.attributes(images), groups, size)
   return spreads
-
-
-# ------------------------------------------------------------------------------------------------- real references
-
-def _world_images(config, factor_list):
-  from jaxface.data import synthetic, synthetic_factors as sf  # JAX: loaded once the command runs, not for --help
-  world = sf.as_world_config(config.data)
-  fs = sf.stack(factor_list)
-  fs["trans"] = np.zeros_like(fs["trans"])  # aligned, as the training reals
-  out = synthetic._jitted(int(config.data.resolution), world)({k: fs[k] for k in synthetic.RENDER_KEYS})
-  return np.asarray(out["image"]) * 2.0 - 1.0, fs
-
-
-def _world_sample(config, index):
-  from jaxface.data import synthetic_factors as sf  # JAX: loaded once the command runs, not for --help
-  return sf.sample_factors(index, sf.as_world_config(config.data))
-
-
-def _with_identity(f, g, config):
-  """Sample g with f's identity (all per-identity fields)."""
-  from jaxface.data import synthetic_factors as sf  # JAX: loaded once the command runs, not for --help
-  ident = sf.identity_factors(int(f["identity"]), sf.as_world_config(config.data))
-  out = dict(g)
-  out.update(ident)
-  return out
-
-
-def _replace(f, g, keys):
-  out = dict(f)
-  for k in keys:
-    out[k] = g[k]
-  return out
-
-
-WORLD_FACTOR_KEYS = {"exp": ("exp",), "gamma": ("gamma",), "angle": ("angle",)}
-HELDOUT = 2_000_000_000  # world indices far from anything trained on
-
-
-def real_references(config, measure, groups, size, n):
-  """On the synthetic world: R-Net's control floor, real same-identity cosine, real DS groups and spreads."""
-  per = measure.batch
-  out = {}
-  # Control floor: R-Net on aligned real images with known λ.
-  facts = [_world_sample(config, HELDOUT + i) for i in range(n)]
-  recs, blocks, lms = [], [], []
-  for i in range(0, n, per):
-    imgs, fs = _world_images(config, facts[i:i + per])
-    recs.append(measure.recon(imgs))
-    blocks.append({k: fs[k] for k in ("angle", "gamma")})
-    lms.append(np.asarray(_world_landmarks(config, fs)))
-  rec = jax.tree.map(lambda *xs: np.concatenate(xs), *recs)
-  blk = {k: np.concatenate([b[k] for b in blocks]) for k in ("angle", "gamma")}
-  out["control_floor"] = _control_errors(rec, blk, np.concatenate(lms), int(config.data.resolution))
-  # Same-identity cosine of real pairs: identity kept, pose / expression / light of another sample.
-  base_imgs = np.concatenate([_world_images(config, facts[i:i + per])[0] for i in range(0, n, per)])
-  base = measure.embed(base_imgs)
-  same = {}
-  for j, (name, factor) in enumerate((("pose", "angle"), ("expression", "exp"), ("light", "gamma"))):
-    other = [_replace(f, _world_sample(config, HELDOUT + 10_000 * (j + 1) + i), WORLD_FACTOR_KEYS[factor])
-             for i, f in enumerate(facts)]
-    emb = measure.embed(np.concatenate([_world_images(config, other[i:i + per])[0] for i in range(0, n, per)]))
-    same[name] = float(np.mean(np.sum(base * emb, -1)))
-  same["different_identity"] = float(np.mean(np.sum(base * np.roll(base, 1, 0), -1)))
-  same["mean_same_identity"] = float(np.mean([same["pose"], same["expression"], same["light"]]))
-  out["identity_real"] = same
-  # Real spread (normalizer): random real images in groups; and real DS groups (one true factor varies).
-  out["real_spread"] = _spreads(measure.attributes(base_imgs[:groups * size]), groups, size) \
-      if n >= groups * size else None
-  spreads = {}
-  for fi, factor in enumerate(FACTORS):
-    rows = []
-    for g in range(groups):
-      anchor = _world_sample(config, HELDOUT + 500_000 + 1000 * fi + g)
-      for k in range(size):
-        other = _world_sample(config, HELDOUT + 700_000 + 10_000 * fi + g * size + k)
-        # Only `factor` changes: another identity on the anchor's sample, or the anchor with another's factor.
-        rows.append(_with_identity(other, anchor, config) if factor == "id" else
-                    _replace(anchor, other, WORLD_FACTOR_KEYS[factor]))
-    imgs = np.concatenate([_world_images(config, rows[i:i + per])[0] for i in range(0, len(rows), per)])
-    spreads[factor] = _spreads(measure.attributes(imgs), groups, size)
-  out["real_group_spreads"] = spreads
-  return out
-
-
-def _world_landmarks(config, fs):
-  """The face model's 68 landmarks of world factors (translation 0) at the data resolution."""
-  from jaxface.losses import recon as recon_losses  # JAX: loaded once the command runs, not for --help
-  from jaxface.runs import rnet as rnet_lib  # JAX: loaded once the command runs, not for --help
-  fm = rnet_lib.face_model(int(config.data.level))
-  cam = rnet_lib.camera(config.data)
-  coeffs = {k: jnp.asarray(fs[k]) for k in ("id", "exp", "angle", "trans")}
-  return jax.vmap(lambda c: recon_losses.landmark_points(fm, c, cam, int(config.data.resolution)))(coeffs)
 
 
 # ------------------------------------------------------------------------------------------------- FID
@@ -235,22 +134,10 @@ def fid(gen, n, psi, config, seed=404):
   feats = jax.jit(lambda x: apply(variables, x))
   blocks, noise = _draw(gen, seed, n)
   fake = _generate(gen, blocks, noise, psi)
-  real = _real_images(config, n)
+  real = real_images(config, n)
   f_fake = np.concatenate([np.asarray(feats((fake[i:i + 16] + 1) * 127.5)) for i in range(0, n, 16)])
   f_real = np.concatenate([np.asarray(feats((real[i:i + 16] + 1) * 127.5)) for i in range(0, n, 16)])
   return float(frechet_distance(f_fake, f_real))
-
-
-def _real_images(config, n):
-  if config.data.kind == "synthetic":
-    facts = [_world_sample(config, HELDOUT + 900_000 + i) for i in range(n)]
-    return np.concatenate([_world_images(config, facts[i:i + 32])[0] for i in range(0, n, 32)])
-  from jaxface.data import batches as common  # JAX: loaded once the command runs, not for --help
-  it = common.data_iterator(config)
-  out = []
-  while sum(len(x) for x in out) < n:
-    out.append(np.asarray(next(it)["image"], np.float32) / 127.5 - 1.0)
-  return np.concatenate(out)[:n]
 
 
 # ------------------------------------------------------------------------------------------------- all
@@ -261,7 +148,7 @@ def evaluate_generator(gen, workdir=None):
   measure = Measure(gen)
   out = {"step": gen.step, "psi": psi}
   bar = cli_lib.progress(None, "evaluating", total=4 + (int(e.fid_samples) > 0) + (workdir is not None), unit="stage")
-  out["control"] = control(gen, measure, int(e.control_samples), psi)
+  out["control"], out["control_render_floor"] = control(gen, measure, int(e.control_samples), psi)
   bar.update()
   out["identity"] = identity_consistency(gen, measure, int(e.control_samples), psi)
   bar.update()
@@ -278,7 +165,7 @@ def evaluate_generator(gen, workdir=None):
     out["disentanglement"] = ds_from_spreads(spreads, real_spread)
     out["disentanglement_real"] = ds_from_spreads(ref["real_group_spreads"], real_spread)
   else:
-    imgs = _real_images(config, int(e.groups) * int(e.group_size))
+    imgs = real_images(config, int(e.groups) * int(e.group_size))
     real_spread = _spreads(measure.attributes(imgs), int(e.groups), int(e.group_size))
     out["disentanglement"] = ds_from_spreads(spreads, real_spread)
   out["disentanglement"]["ds_mean_interval90"] = ds_interval(per_group, real_spread)
@@ -338,6 +225,11 @@ def summarize(r):
     f = r["control_floor"]
     lines.append(f"  R-Net floor on real images: yaw {f['yaw_err_deg_median']:.2f} deg, landmarks "
                  f"{f['landmark_err_pct_mean']:.2f}%, light {f['light_err_mean_abs']:.4f}")
+  if "control_render_floor" in r:  # older eval files have none
+    f = r["control_render_floor"]
+    lines.append(f"  R-Net on the exact renders of the same λ: yaw {f['yaw_err_deg_median']:.2f} deg, pitch "
+                 f"{f['pitch_err_deg_median']:.2f} deg, landmarks {f['landmark_err_pct_mean']:.2f}%, light "
+                 f"{f['light_err_mean_abs']:.4f}")
   i = r["identity"]
   lines.append(f"  identity cos across pose/exp/light: {i['pose']:.3f}/{i['expression']:.3f}/{i['light']:.3f} "
                f"(different identities {i['different_identity']:.3f})")
@@ -345,9 +237,8 @@ def summarize(r):
     lines.append(f"  vs real same-identity {r['identity_real']['mean_same_identity']:.3f}: ratio "
                  f"{r['identity_ratio']:.3f}")
   d = r["disentanglement"]
-  interval = ""
-  if "ds_mean_interval90" in d:  # older eval files have none
-    interval = " (90% interval, groups resampled: {:.3g}-{:.3g})".format(*d["ds_mean_interval90"])
+  interval = (" (90% interval, groups resampled: {:.3g}-{:.3g})".format(*d["ds_mean_interval90"])
+              if "ds_mean_interval90" in d else "")  # older eval files have none
   lines.append("  DS: " + ", ".join(f"{k} {v:.3g}" for k, v in d["ds"].items()) + f"; mean {d['ds_mean']:.3g}"
                + interval)
   if "disentanglement_real" in r:
@@ -355,8 +246,6 @@ def summarize(r):
   if "fid" in r:
     lines.append(f"  FID: {r['fid']:.2f}")
   return "\n".join(lines)
-
-
 
 
 def run(config, state, workdir):
@@ -373,6 +262,8 @@ def main(argv=None):
   p.add_argument("--groups", type=int, default=None, help="DS groups per factor (default: the config's eval.groups)")
   p.add_argument("--samples", type=int, default=None,
                  help="control and identity samples (default: the config's eval.control_samples)")
+  p.add_argument("--rnet", default=None, help="measure with this configs/rnet.py workdir's R-Net (same architecture; "
+                 "e.g. one trained with render_mix) instead of the generator's own; eval files get a suffix")
   args = p.parse_args(sys.argv[1:] if argv is None else argv)
   if args.step is not None and args.step < 0:
     raise UserError(f"--step {args.step}: checkpoint steps are >= 0.")
@@ -381,15 +272,18 @@ def main(argv=None):
       raise UserError(f"--{name} {getattr(args, name)}: needs at least 2.")
   from jaxface.runs.disco_generator import Generator  # JAX: loaded once the command runs, not for --help
   gen = Generator.load(args.workdir, args.step)
+  gen = gen.measure_with(args.rnet) if args.rnet else gen
   with gen.config.unlocked():
     gen.config.eval.groups = args.groups or gen.config.eval.groups
     gen.config.eval.control_samples = args.samples or gen.config.eval.control_samples
   results = evaluate_generator(gen, args.workdir)
   os.makedirs(os.path.join(args.workdir, "eval"), exist_ok=True)
-  path = os.path.join(args.workdir, "eval", f"step_{gen.step}.json")
+  tag = f"_rnet_{os.path.basename(os.path.normpath(args.rnet))}" if args.rnet else ""
+  results["measured_with"] = args.rnet or "the generator's own R-Net"
+  path = os.path.join(args.workdir, "eval", f"step_{gen.step}{tag}.json")
   with open(path, "w") as f:
     json.dump(results, f, indent=2)
-  with open(os.path.join(args.workdir, "eval", "summary.txt"), "w") as f:
+  with open(os.path.join(args.workdir, "eval", f"summary{tag}.txt"), "w") as f:
     f.write(summarize(results) + "\n")
   print(summarize(results))
   print(f"wrote {path}")

@@ -13,6 +13,7 @@ without detection (align=False); `python -m jaxface.embed` shows the aligned pat
   python -m jaxface.eval.embed --workdir W [--num 16] [--steps 600] [--out DIR]
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -23,7 +24,8 @@ import numpy as np
 from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import UserError, cli
-from jaxface.eval.disco import Measure, _replace, _world_images, _world_sample
+from jaxface.eval.disco import Measure
+from jaxface.eval.disco_references import _replace, _world_images, _world_sample
 
 jnp = lazy_import("jax.numpy")  # imported on first use: `--help` and argument mistakes answer without loading JAX
 
@@ -97,10 +99,30 @@ def parse_args(argv):
   p.add_argument("--yaw", type=float, default=20.0, help="yaw edit (degrees, applied both ways)")
   p.add_argument("--out", default=None, help="output folder (default: WORKDIR/eval)")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
+  p.add_argument("--rnet", default=None, help="embed and measure with this configs/rnet.py workdir's R-Net (same "
+                 "architecture as the generator's; e.g. one trained with render_mix)")
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="an embedding setting (jaxface.edit.embed.EmbedConfig field), e.g. w_anchor=1 or noise=false")
   args = p.parse_args(argv)
   if args.num < 1 or args.steps < 1 or args.batch_size < 1:
     raise UserError(f"--num {args.num}, --steps {args.steps} and --batch-size {args.batch_size} must all be >= 1.")
   return args
+
+
+def embed_config(cls, settings):
+  """EmbedConfig from FIELD=VALUE strings; UserError naming the fields for anything else."""
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  values = {}
+  for item in settings:
+    name, eq, value = item.partition("=")
+    if not eq or name not in fields:
+      raise UserError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}.")
+    kind = type(fields[name].default)
+    try:
+      values[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    except ValueError:
+      raise UserError(f"--set {item!r}: {value!r} is not a {kind.__name__}.") from None
+  return cls(**values)
 
 
 @cli
@@ -108,8 +130,12 @@ def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   from jaxface import metrics  # JAX: loaded once the command runs, not for --help
   from jaxface.runs.disco_generator import Generator  # JAX: loaded once the command runs, not for --help
+  from jaxface.edit import embed  # JAX: loaded once the command runs, not for --help
+  config = embed_config(embed.EmbedConfig, args.set)
   gen = Generator.load(args.workdir, args.step)
-  res, grid = evaluate(gen, args.num, args.steps, args.batch_size, args.yaw)
+  gen = gen.measure_with(args.rnet) if args.rnet else gen
+  res, grid = evaluate(gen, args.num, args.steps, args.batch_size, args.yaw, config)
+  res["settings"], res["measured_with"] = dataclasses.asdict(config), args.rnet or "the generator's own R-Net"
   out = args.out or os.path.join(args.workdir, "eval")
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, f"embed_step_{gen.step}.json"), "w") as f:

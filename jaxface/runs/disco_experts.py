@@ -97,9 +97,7 @@ def _load(config_json):
   frozen = {"face": fm, "priors": _load_priors(config)}
   if config.experts.source == "synthetic":
     check_world(config, "rnet")
-    _, st, _ = read_run(config.experts.rnet, trainer="rnet")
-    frozen["rnet"] = {"variables": {"params": st["params"], "batch_stats": st["batch_stats"]},
-                      "mean": st["coeff_mean"], "std": st["coeff_std"]}
+    frozen["rnet"] = rnet_frozen(config.experts.rnet)
     _, st, _ = read_run(config.experts.idnet)
     expert_config(config, "idnet")
     frozen["idnet"] = {"params": st["params"]["net"], "batch_stats": st["batch_stats"]}
@@ -122,6 +120,13 @@ def _load(config_json):
   if norm:
     frozen["lambda_stats"] = lambda_stats(config, frozen, norm)
   return jax.tree.map(np.asarray, frozen)
+
+
+def rnet_frozen(workdir):
+  """frozen["rnet"] of a configs/rnet.py workdir's newest checkpoint: its variables and coefficient mean/std."""
+  _, st, _ = read_run(workdir, trainer="rnet")
+  return {"variables": {"params": st["params"], "batch_stats": st["batch_stats"]},
+          "mean": st["coeff_mean"], "std": st["coeff_std"]}
 
 
 LAMBDA_STATS_SAMPLES = 16384

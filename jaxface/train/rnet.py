@@ -100,6 +100,19 @@ def _render_prediction(fm, coeffs, cam, res):
   return render_lib.to_display(out["image"]), out["mask"]
 
 
+def mix_in_renders(images, renders, masks, rng, fraction):
+  """Replaces a random `fraction` of the batch by its bare renders (`masks` inside, a blurred copy of the world
+  image scaled by a random brightness outside): the look of DiscoFaceGAN's render targets and of its fakes.
+  The labels stay: renders and world images share the true coefficients and landmarks."""
+  b, h, w, c = images.shape
+  k_pick, k_dim = jax.random.split(rng)
+  pick = jax.random.uniform(k_pick, (b, 1, 1, 1)) < fraction
+  coarse = images.reshape(b, 4, h // 4, 4, w // 4, c).mean((2, 4))  # 4x4 box averages: a strong blur
+  background = jax.image.resize(coarse, images.shape, "linear") * jax.random.uniform(k_dim, (b, 1, 1, 1))
+  m = masks[..., None].astype(images.dtype)
+  return jnp.where(pick, m * renders + (1.0 - m) * background, images)
+
+
 def train_step(config):
   net = network(config, train=True)
   tx = optimizer(config)
@@ -108,11 +121,17 @@ def train_step(config):
   slices = recon.group_slices(lay, fm_lib.COEFF_ORDERS[order])
   weights = {g: lc[f"w_{g}"] for g in GROUP_NAMES}
 
+  render_mix = float(config.get("render_mix", 0.0))  # configs from before the field: no renders
+
   def step(state, batch, rng, phase):
-    del rng, phase
+    del phase
     world = synthetic.render_batch(batch, res, config.data)
     images, true_lm = world["image"], world["landmarks68"]
     target = flat_targets(batch, order)
+    if render_mix > 0:
+      true_coeffs = fm_lib.split_coeffs(target, lay, order)
+      renders, masks = jax.vmap(lambda c: _render_prediction(fm, c, cam, res))(true_coeffs)
+      images = mix_in_renders(images, renders, masks, rng, render_mix)
     mean, std = state["coeff_mean"], state["coeff_std"]
 
     def loss_fn(params):

@@ -24,7 +24,7 @@ def gen(tiny_disco):
 
 
 def _world_photos(gen, n, start=2_005_000_000):
-  from jaxface.eval.disco import _world_images, _world_sample
+  from jaxface.eval.disco_references import _world_images, _world_sample
   from jaxface.runs.disco_generator import to_uint8
   return to_uint8(_world_images(gen.config, [_world_sample(gen.config, start + i) for i in range(n)])[0])
 
@@ -45,6 +45,29 @@ def test_embedding_reconstructs_the_photo_better_than_its_start(gen):
   # Photos are independent: a photo embedded beside another one gets the same latent.
   other = embed.embed_photos(gen, [photos[2], photos[0]], **OPTS)
   np.testing.assert_allclose(other.ws[0], emb.ws[2], atol=2e-3)
+
+
+def test_anchor_keeps_w_plus_near_its_start(gen):
+  """w_anchor pulls w+ toward Φ(λ): a strong anchor ends closer to the start than none."""
+  from jaxface.edit import embed
+  photos = _world_photos(gen, 2)
+  free = embed.embed_photos(gen, list(photos), **OPTS)
+  held = embed.embed_photos(gen, list(photos), **dict(OPTS, w_anchor=100.0))
+  start = np.asarray(gen.ws(free.blocks, noise=0))
+  dist = lambda e: np.mean((e.ws - start) ** 2, (1, 2))  # noqa: E731
+  assert np.all(dist(held) < 0.5 * dist(free)), (dist(held), dist(free))
+  assert np.all(held.losses["anchor"] >= 0)
+
+
+def test_eval_embed_settings_parse_and_refuse_clearly():
+  from jaxface.edit.embed import EmbedConfig
+  from jaxface.errors import UserError
+  from jaxface.eval.embed import embed_config
+  cfg = embed_config(EmbedConfig, ["w_anchor=2.5", "noise=false", "steps=7"])
+  assert (cfg.w_anchor, cfg.noise, cfg.steps) == (2.5, False, 7)
+  for bad in (["w_anchr=1"], ["w_anchor"], ["steps=many"]):
+    with pytest.raises(UserError, match="--set"):
+      embed_config(EmbedConfig, bad)
 
 
 def test_edit_is_the_mapping_offset_between_new_and_old_coefficients(gen):

@@ -47,7 +47,7 @@ def test_tiny_run_trains_all_phases_and_writes_outputs(tiny_run):
   for key in ("yaw", "pitch", "expression", "lighting", "identity"):
     assert f"sweep_{key}_0000004.png" in samples
   ev = json.load(open(wd / "eval" / "step_4.json"))
-  for key in ("control", "control_floor", "identity", "identity_real", "identity_ratio", "disentanglement",
+  for key in ("control", "control_floor", "control_render_floor", "identity", "identity_real", "identity_ratio", "disentanglement",
               "disentanglement_real", "spreads", "sweeps"):
     assert key in ev, key
   assert set(ev["disentanglement"]["ds"]) == {"id", "exp", "gamma", "angle"}
@@ -55,6 +55,24 @@ def test_tiny_run_trains_all_phases_and_writes_outputs(tiny_run):
   low, high = ev["disentanglement"]["ds_mean_interval90"]
   assert np.isfinite(low) and low <= high
   assert os.path.isfile(wd / "eval" / "summary.txt")
+
+
+def test_measuring_with_another_rnet(tiny_run):
+  """Generator.measure_with swaps in another R-Net workdir's weights (eval.disco --rnet): the run's own R-Net
+  workdir reads exactly as the frozen copy; anything else than an R-Net of that architecture is refused."""
+  import jaxface
+  from jaxface.eval.disco import Measure
+  wd = tiny_run["workdir"]
+  g = jaxface.Generator.load(str(wd))
+  images = np.asarray(g.generate(g.lambdas(4, seed=3), noise=0))
+  before = Measure(g).recon(images)["coeffs"]["angle"]
+  rnet_dir = json.load(open(wd / "config.json"))["experts"]["rnet"]
+  np.testing.assert_allclose(Measure(g.measure_with(rnet_dir)).recon(images)["coeffs"]["angle"], before, atol=1e-6)
+  g.frozen["rnet"]["mean"] = np.zeros(3)  # another architecture's head
+  with pytest.raises(jaxface.errors.ConfigError, match="architecture"):
+    g.measure_with(rnet_dir)
+  with pytest.raises(jaxface.errors.UserError):
+    g.measure_with(str(wd))  # a DiscoFaceGAN workdir, not an R-Net
 
 
 def test_stage1_checkpoint_resumes_into_stage2_reusing_cached_experts(tiny_run):
