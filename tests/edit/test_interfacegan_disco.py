@@ -3,6 +3,7 @@ paths against `jaxface.Generator` itself, W+ edits, the commands end to end with
 bad input -> `error: ...`, exit 2."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -107,3 +108,17 @@ def test_bad_input_names_the_fix(tmp_path, capsys):
   (tmp_path / "sof" / "config.json").write_text(json.dumps({"trainer": "sof"}))
   err = run_error(capsys, "generate_data", "-w", tmp_path / "sof", "-o", tmp_path / "g")
   assert "trainer 'sof'" in err and "disco" in err and "stylegan2" in err
+
+
+def test_a_disco_training_workdir_is_picked_by_its_trainer(tmp_path):
+  """tests/fixtures/disco_tiny_old/run: a configs/disco.py:tiny training workdir (16², step 4, self-contained)."""
+  run_dir = os.path.join(os.path.dirname(__file__), "..", "fixtures", "disco_tiny_old", "run")
+  assert latent_generators.kind(run_dir) == "disco"
+  run("generate_data", "-w", run_dir, "--step", 4, "-o", tmp_path / "d", "-n", 3, "-s", "z", "-I")
+  z, wp = np.load(tmp_path / "d" / "z.npy"), np.load(tmp_path / "d" / "wp.npy")
+  T = latent_generators.load(run_dir, step=4)
+  assert isinstance(T, disco_latents.DiscoLatents) and T.step == 4 and T.resolution == 16
+  assert z.shape == (3, T.z_dim) and wp.shape == (3, T.num_ws, T.w_dim)
+  blocks, eps = T.blocks(z)
+  np.testing.assert_allclose(T.synthesize(z, "z")["image"], np.asarray(T.gen.generate(blocks, eps, psi=1.0)),
+                             atol=1e-5)
