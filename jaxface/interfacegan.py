@@ -12,7 +12,8 @@ r"""InterFaceGAN on a trained jaxface generator: sample and score, fit boundarie
   python -m jaxface.interfacegan rescore [-w WORKDIR] -b brightness=b/brightness/boundary.npy \
       -b warmth=b/warmth/boundary.npy --predictor toy_colour -o rescore/
       -> rescore.json / rescore.npy: mean score change of every attribute (columns) when each boundary (rows)
-         moves every sample by --distance; a large diagonal and a small off-diagonal mean disentangled edits.
+         moves every sample by --distance (W+: on the --layers only, when given); a large diagonal and a small
+         off-diagonal mean disentangled edits.
          Edits named after a measured attribute also get "dominance": their block in score-std units and its row
          and column margins (|diagonal| / sum of |off-diagonal|; > 1 everywhere = diagonal-dominant; null when
          nothing is off the diagonal).
@@ -80,6 +81,20 @@ def _codes(args, G, num):
   if num < 1:
     raise UserError(f"--num must be >= 1, got {num}")
   return G.sample(num, space, args.seed)
+
+
+def _layers(args, G, space):
+  """--layers as a list of W+ layer indices (None: every layer)."""
+  if not args.layers:
+    return None
+  try:
+    layers = [int(x) for x in args.layers.split(",")]
+  except ValueError:
+    layers = [-1]
+  if space != "wp" or any(not 0 <= i < G.num_ws for i in layers):
+    raise UserError(f"--layers takes comma-separated W+ layer indices in [0, {G.num_ws}) with -s wp; got "
+                    f"{args.layers!r} with -s {space}.")
+  return layers
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -166,15 +181,7 @@ def edit(args):
   if args.condition:
     boundary = ifg.project_boundary(boundary, *[files.load_boundary(c, boundary.shape[1], "condition boundary")
                                                 for c in args.condition])
-  layers = None
-  if args.layers:
-    try:
-      layers = [int(x) for x in args.layers.split(",")]
-    except ValueError:
-      layers = [-1]
-    if space != "wp" or any(not 0 <= i < G.num_ws for i in layers):
-      raise UserError(f"--layers takes comma-separated W+ layer indices in [0, {G.num_ws}) with -s wp; got "
-                      f"{args.layers!r} with -s {space}.")
+  layers = _layers(args, G, space)
   codes = _codes(args, G, args.num)
   predictor = _predictor(args.predictor, args.attributes) if args.predictor else None
   log = files.RunLog(args.output_dir)
@@ -210,6 +217,7 @@ def edit(args):
 def rescore(args):
   G = _generator(args)
   space = latent_codes.parse_space(args.latent_space_type)
+  layers = _layers(args, G, space)
   p, cols, names = _predictor(args.predictor, args.attributes)
   rows, boundaries = [], []
   for spec in args.boundary:
@@ -220,12 +228,12 @@ def rescore(args):
     boundaries.append(files.boundary_for(path, G, space, f"boundary {name!r}"))
   codes = _codes(args, G, args.num)
   before = p(G.synthesize(codes, space)["image"])[:, cols]
-  after = np.stack([p(G.synthesize(ifg.shift_codes(codes, b, args.distance), space)["image"])[:, cols]
+  after = np.stack([p(G.synthesize(ifg.shift_codes(codes, b, args.distance, layers), space)["image"])[:, cols]
                     for b in cli_lib.progress(boundaries, "editing and re-scoring", unit="boundary")])
   matrix = ifg.rescoring_matrix(before, after)
   score_std = before.std(0)
   result = {"edits": rows, "attributes": names, "distance": args.distance,  # matrix[edit][attribute]
-            "space": space, "num": int(codes.shape[0]), "matrix": matrix.tolist(), "score_std": score_std.tolist()}
+            "space": space, "layers": layers, "num": int(codes.shape[0]), "matrix": matrix.tolist(), "score_std": score_std.tolist()}
   margins = ifg.dominance_margins(matrix, score_std, rows, names) if set(rows) & set(names) else None
   if margins:  # the edits named after attributes: their block in score-std units and its dominance margins
     finite = lambda v: [float(x) if np.isfinite(x) else None for x in v]  # noqa: E731  (JSON has no inf)
@@ -315,6 +323,7 @@ def parse_args(argv):
   r.add_argument("-i", "--input", dest="input", default=None, help="codes .npy instead of sampling")
   r.add_argument("-n", "--num", type=int, default=64, help="number of samples (ignored with -i)")
   r.add_argument("--distance", type=float, default=3.0, help="relative shift along each boundary")
+  r.add_argument("--layers", default=None, help="W+ only: comma-separated layer indices to move")
   args = parser.parse_args(argv)
   _check(args)
   return args

@@ -93,6 +93,11 @@ def test_generate_train_rescore_on_the_reference_generator(tmp_path):
   result = json.loads((tmp_path / "re" / "rescore.json").read_text())
   assert result["edits"] == ["brightness"] and result["num"] == 16
   assert result["matrix"][0][0] > 0.25 * result["score_std"][0]  # a boundary from 48 samples: 0.39 stds measured
+  run("rescore", "-s", "wp", "-b", f"brightness={bdir / 'brightness' / 'boundary.npy'}", "-n", 16, "--distance", 3,
+      "--layers", "6,7,8,9", "--predictor", "brightness", "-o", tmp_path / "fine", "--batch-size", 16)
+  fine = json.loads((tmp_path / "fine" / "rescore.json").read_text())
+  assert fine["layers"] == [6, 7, 8, 9] and fine["space"] == "wp" and result["layers"] is None
+  assert fine["matrix"][0][0] != pytest.approx(result["matrix"][0][0], rel=0.05)  # four of ten layers move
 
 
 def test_bad_input_names_the_fix(tmp_path, capsys):
@@ -102,6 +107,8 @@ def test_bad_input_names_the_fix(tmp_path, capsys):
   assert "(2, 16)" in err and "[N, 178]" in err
   assert "drop --step" in run_error(capsys, "edit", "-w", REF, "--step", 3, "-b", tmp_path / "b.npy", "-o",
                                     tmp_path / "o")
+  assert "--layers" in run_error(capsys, "rescore", "-s", "w", "--layers", "0", "-b", tmp_path / "b.npy",
+                                 "--predictor", "brightness", "-o", tmp_path / "r")
   assert "--truncation-layers 11" in run_error(capsys, "edit", "--truncation-layers", 11, "-b", tmp_path / "b.npy",
                                                "-o", tmp_path / "o")
   (tmp_path / "sof").mkdir()
