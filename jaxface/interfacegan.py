@@ -1,25 +1,30 @@
 r"""InterFaceGAN on a trained jaxface generator: sample and score, fit boundaries, edit, re-score.
 
-  python -m jaxface.interfacegan generate_data -w WORKDIR -o data/ -n 10000 --predictor toy_colour
+  python -m jaxface.interfacegan generate_data [-w WORKDIR] -o data/ -n 10000 --predictor toy_colour
       -> data/z.npy [N, z_dim], w.npy [N, w_dim], wp.npy [N, L, w_dim], <attribute>_scores.npy [N, 1],
          attributes.json, 000000.jpg ... (skip with -I), grid.png
   python -m jaxface.interfacegan train_boundary -o b/brightness -c data/z.npy -s data/brightness_scores.npy
       -> b/brightness/boundary.npy (1, d), info.json (split sizes, validation / remaining accuracy), log.txt
-  python -m jaxface.interfacegan edit -w WORKDIR -b b/brightness/boundary.npy -o edits/ -n 4 \
+  python -m jaxface.interfacegan edit [-w WORKDIR] -b b/brightness/boundary.npy -o edits/ -n 4 \
       [--condition b/warmth/boundary.npy ...] [--predictor toy_colour]
       -> edits/{sample:03d}_{step:03d}.jpg, grid.png (a row per sample), boundary.npy (after any projection),
          latent_codes.npy, edited_codes.npy, edit_scores.npy [num, steps, A] with --predictor
-  python -m jaxface.interfacegan rescore -w WORKDIR -b brightness=b/brightness/boundary.npy \
+  python -m jaxface.interfacegan rescore [-w WORKDIR] -b brightness=b/brightness/boundary.npy \
       -b warmth=b/warmth/boundary.npy --predictor toy_colour -o rescore/
       -> rescore.json / rescore.npy: mean score change of every attribute (columns) when each boundary (rows)
-         moves every sample by --distance; a large diagonal and a small off-diagonal mean disentangled edits.
+         moves every sample by --distance (W+: on the --layers only, when given); a large diagonal and a small
+         off-diagonal mean disentangled edits.
          Edits named after a measured attribute also get "dominance": their block in score-std units and its row
          and column margins (|diagonal| / sum of |off-diagonal|; > 1 everywhere = diagonal-dominant; null when
          nothing is off the diagonal).
 
 Flags mirror genforce/interfacegan's generate_data.py / train_boundary.py / edit.py (-o, -i, -n, -s, -b, -c,
--r, -V, -I, --start_distance, --end_distance, --steps); `-m MODEL` becomes `-w WORKDIR`, a jaxface StyleGAN2
-training workdir. -s picks the space: z, w (before truncation) or wp (W+, after truncation). --predictor is a
+-r, -V, -I, --start_distance, --end_distance, --steps); `-m MODEL` becomes `-w WORKDIR`: a jaxface StyleGAN2
+training workdir, a DiscoFaceGAN training workdir or exported folder (config.json + weights.npz), or, without -w,
+the bundled DiscoFaceGAN reference generator pretrained/disco_cpu64 (jaxface/runs/latent_generators.py). -s picks the
+space: z, w (before truncation) or wp (W+, after truncation). A DiscoFaceGAN's z is its whole input, λ (identity,
+texture, expression, angles in radians, lighting) then ε, not renormalised; its truncation defaults to none
+(jaxface/runs/disco_latents.py says why). --predictor is a
 registered name (brightness, rgb, toy_colour, world_attributes, and whatever other jaxface modules register),
 NAME@PATH for a registered predictor that loads from a workdir, or package.module:attribute. world_attributes is
 the synthetic world's attribute predictor (glasses, smile, hair_lightness, gender, age, skin_tone, light_x, yaw;
@@ -56,9 +61,9 @@ predictors.register_predictor("world_attributes", world_attributes, takes_path=T
 
 
 def _generator(args):
-  from jaxface.runs import stylegan2  # JAX: imported after the arguments parse
-  return stylegan2.load_generator(args.workdir, step=args.step, truncation_psi=args.truncation_psi,
-                                     truncation_layers=args.truncation_layers, batch_size=args.batch_size)
+  from jaxface.runs import latent_generators  # JAX: imported after the arguments parse
+  return latent_generators.load(args.workdir, step=args.step, truncation_psi=args.truncation_psi,
+                                truncation_layers=args.truncation_layers, batch_size=args.batch_size)
 
 
 def _predictor(spec, attributes=None):
@@ -72,11 +77,24 @@ def _codes(args, G, num):
   """Codes of args.latent_space_type: from args.input (validated against the generator) or sampled."""
   space = latent_codes.parse_space(args.latent_space_type)
   if getattr(args, "input", None):
-    return latent_codes.check_codes(files.load_npy(args.input, "latent codes"), space, G.dims(space), G.num_ws,
-                           what=f"latent codes in {args.input}")
+    return G.check_codes(files.load_npy(args.input, "latent codes"), space, what=f"latent codes in {args.input}")
   if num < 1:
     raise UserError(f"--num must be >= 1, got {num}")
   return G.sample(num, space, args.seed)
+
+
+def _layers(args, G, space):
+  """--layers as a list of W+ layer indices (None: every layer)."""
+  if not args.layers:
+    return None
+  try:
+    layers = [int(x) for x in args.layers.split(",")]
+  except ValueError:
+    layers = [-1]
+  if space != "wp" or any(not 0 <= i < G.num_ws for i in layers):
+    raise UserError(f"--layers takes comma-separated W+ layer indices in [0, {G.num_ws}) with -s wp; got "
+                    f"{args.layers!r} with -s {space}.")
+  return layers
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -96,8 +114,7 @@ def generate_data(args):
   codes = _codes(args, G, args.num)
   predictor = _predictor(args.predictor, args.attributes) if args.predictor else None
   log = files.RunLog(args.output_dir)
-  log(f"generator: {args.workdir} step {G.step}, {G.resolution}x{G.resolution}, z_dim {G.z_dim}, w_dim {G.w_dim}, "
-      f"{G.num_ws} layers, truncation psi {G.truncation_psi} on {G.truncation_layers} layers")
+  log(f"generator: {G.describe()}")
   kept, scores, first = {}, [], None
   for start in _chunks(codes.shape[0], f"synthesising {codes.shape[0]} images"):
     out = G.synthesize(codes[start:start + CHUNK], space)
@@ -164,15 +181,7 @@ def edit(args):
   if args.condition:
     boundary = ifg.project_boundary(boundary, *[files.load_boundary(c, boundary.shape[1], "condition boundary")
                                                 for c in args.condition])
-  layers = None
-  if args.layers:
-    try:
-      layers = [int(x) for x in args.layers.split(",")]
-    except ValueError:
-      layers = [-1]
-    if space != "wp" or any(not 0 <= i < G.num_ws for i in layers):
-      raise UserError(f"--layers takes comma-separated W+ layer indices in [0, {G.num_ws}) with -s wp; got "
-                      f"{args.layers!r} with -s {space}.")
+  layers = _layers(args, G, space)
   codes = _codes(args, G, args.num)
   predictor = _predictor(args.predictor, args.attributes) if args.predictor else None
   log = files.RunLog(args.output_dir)
@@ -208,6 +217,7 @@ def edit(args):
 def rescore(args):
   G = _generator(args)
   space = latent_codes.parse_space(args.latent_space_type)
+  layers = _layers(args, G, space)
   p, cols, names = _predictor(args.predictor, args.attributes)
   rows, boundaries = [], []
   for spec in args.boundary:
@@ -218,12 +228,12 @@ def rescore(args):
     boundaries.append(files.boundary_for(path, G, space, f"boundary {name!r}"))
   codes = _codes(args, G, args.num)
   before = p(G.synthesize(codes, space)["image"])[:, cols]
-  after = np.stack([p(G.synthesize(ifg.shift_codes(codes, b, args.distance), space)["image"])[:, cols]
+  after = np.stack([p(G.synthesize(ifg.shift_codes(codes, b, args.distance, layers), space)["image"])[:, cols]
                     for b in cli_lib.progress(boundaries, "editing and re-scoring", unit="boundary")])
   matrix = ifg.rescoring_matrix(before, after)
   score_std = before.std(0)
   result = {"edits": rows, "attributes": names, "distance": args.distance,  # matrix[edit][attribute]
-            "space": space, "num": int(codes.shape[0]), "matrix": matrix.tolist(), "score_std": score_std.tolist()}
+            "space": space, "layers": layers, "num": int(codes.shape[0]), "matrix": matrix.tolist(), "score_std": score_std.tolist()}
   margins = ifg.dominance_margins(matrix, score_std, rows, names) if set(rows) & set(names) else None
   if margins:  # the edits named after attributes: their block in score-std units and its dominance margins
     finite = lambda v: [float(x) if np.isfinite(x) else None for x in v]  # noqa: E731  (JSON has no inf)
@@ -250,11 +260,14 @@ MAX_STEPS = 64  # edit: columns of the grid
 
 
 def _generator_flags(p):
-  p.add_argument("-w", "--workdir", required=True,
-                 help="a jaxface StyleGAN2 training workdir (config.json + checkpoints/)")
+  p.add_argument("-w", "--workdir", default=None,
+                 help="a StyleGAN2 or DiscoFaceGAN training workdir, or an exported DiscoFaceGAN folder (config.json + "
+                      "weights.npz); default: the bundled reference generator pretrained/disco_cpu64")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
-  p.add_argument("--truncation-psi", type=float, default=0.7, help="truncation psi for z/w codes (1 = off)")
-  p.add_argument("--truncation-layers", type=int, default=8, help="truncate the first N style layers")
+  p.add_argument("--truncation-psi", type=float, default=None,
+                 help="truncation psi for z/w codes (1 = off; default: StyleGAN2 0.7, DiscoFaceGAN 1)")
+  p.add_argument("--truncation-layers", type=int, default=None,
+                 help="truncate the first N style layers (default: StyleGAN2 8, DiscoFaceGAN its config's)")
   p.add_argument("--batch-size", type=int, default=16, help="images synthesised per call")
   p.add_argument("--seed", type=int, default=0, help="seed for sampled latent codes")
   p.add_argument("-s", "--latent-space-type", default="z", help="latent space: z, w or wp (W+)")
@@ -310,6 +323,7 @@ def parse_args(argv):
   r.add_argument("-i", "--input", dest="input", default=None, help="codes .npy instead of sampling")
   r.add_argument("-n", "--num", type=int, default=64, help="number of samples (ignored with -i)")
   r.add_argument("--distance", type=float, default=3.0, help="relative shift along each boundary")
+  r.add_argument("--layers", default=None, help="W+ only: comma-separated layer indices to move")
   args = parser.parse_args(argv)
   _check(args)
   return args
@@ -323,7 +337,7 @@ def _check(args):
     raise UserError("rescore needs --predictor (a registered name, NAME@WORKDIR or package.module:attr).")
   if getattr(args, "batch_size", 1) < 1:
     raise UserError(f"--batch-size {args.batch_size}: must be >= 1.")
-  if getattr(args, "truncation_layers", 0) < 0:
+  if (getattr(args, "truncation_layers", None) or 0) < 0:
     raise UserError(f"--truncation-layers {args.truncation_layers}: must be >= 0.")
   if getattr(args, "num", 1) < 1 and not getattr(args, "input", None):
     raise UserError(f"--num {args.num}: must be >= 1.")

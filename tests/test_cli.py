@@ -70,7 +70,7 @@ def test_help_shows_defaults_and_one_flag_style(capsys):
   with pytest.raises(SystemExit):
     interfacegan.main(["edit", "--help"])
   out = capsys.readouterr().out
-  assert "--truncation-psi" in out and "(default: 0.7)" in out and "(default: 10)" in out
+  assert "--truncation-psi" in out and "StyleGAN2 0.7" in " ".join(out.split()) and "(default: 10)" in out
   assert "--truncation_psi" not in out  # the old spelling still parses, but is not listed
   old = interfacegan.parse_args(["edit", "-w", "W", "-b", "b.npy", "-o", "o", "--truncation_psi", "0.5",
                                  "--start_distance", "-1"])

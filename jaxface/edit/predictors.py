@@ -10,7 +10,8 @@ in a registry name or a Python module path, so `NAME@PATH` never reads as `modul
 Registered here: brightness, rgb, toy_colour (pixel statistics for tests and smoke runs). The CLI
 (jaxface/interfacegan.py) registers world_attributes, the synthetic world's attribute predictor
 (jaxface/runs/attributes.py), since without @PATH it trains the configs/attributes.py bootstrap on first use.
-The generator these predictors score is jaxface/runs/stylegan2.py's `load_generator`.
+The generators these predictors score come from jaxface/runs/latent_generators.py (a StyleGAN2 or a
+DiscoFaceGAN).
 """
 
 import importlib

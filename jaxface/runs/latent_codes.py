@@ -1,5 +1,7 @@
 """StyleGAN latent codes as InterFaceGAN handles them (host-side numpy): the spaces Z, W, W+ (`SPACES`), sampling
-and renormalising z, checking codes against a generator, and [-1, 1] images -> uint8 as the original does.
+and renormalising z, checking codes against a generator, [-1, 1] images -> uint8 as the original does, and
+`LatentGenerator`, the Z / W / W+ paths every generator InterFaceGAN edits shares (runs/stylegan2.py's
+`LoadedGenerator`, runs/disco_latents.py's `DiscoLatents`).
 """
 
 import numpy as np
@@ -26,8 +28,9 @@ def sample_z(seed, num, dim):
   return renormalize_z(z)
 
 
-def check_codes(codes, space, dim, num_ws=None, what="latent codes"):
-  """Validates user-supplied codes for `space` and returns them as float32 ([N, d] for z/w, [N, L, d] for wp)."""
+def check_codes(codes, space, dim, num_ws=None, what="latent codes", renormalize=True):
+  """Validates user-supplied codes for `space` and returns them as float32 ([N, d] for z/w, [N, L, d] for wp);
+  z codes renormalised to radius sqrt(d) unless `renormalize` is False (a generator whose z is not a direction)."""
   space = parse_space(space)
   codes = np.asarray(codes)
   if not np.issubdtype(codes.dtype, np.number):
@@ -43,7 +46,7 @@ def check_codes(codes, space, dim, num_ws=None, what="latent codes"):
   if not np.all(np.isfinite(codes)):
     raise UserError(f"{what} contain NaN or Inf values; regenerate them with generate_data.")
   codes = codes.astype(np.float32)
-  return renormalize_z(codes) if space == "z" else codes
+  return renormalize_z(codes) if space == "z" and renormalize else codes
 
 
 def parse_space(space):
@@ -56,3 +59,57 @@ def parse_space(space):
 def postprocess(images):
   """[-1, 1] floats -> uint8, the original's clip((x + 1) * 127.5 + 0.5)."""
   return np.clip((np.asarray(images, np.float32) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+
+
+class LatentGenerator:
+  """The Z / W / W+ paths of a generator with a mapping network, over what a subclass defines:
+
+    z_dim, w_dim, num_ws, resolution, batch_size, truncation_psi, truncation_layers
+    sample_z(num, seed) -> z [N, z_dim]        map(z) -> w [N, w_dim]
+    truncate(w) -> wp [N, num_ws, w_dim]       synthesize_wp(wp) -> images [N, R, R, 3] in [-1, 1]
+    describe() -> one line for the logs        RENORMALIZE_Z: whether z codes are directions (StyleGAN's)
+  """
+
+  RENORMALIZE_Z = True
+
+  def dims(self, space):
+    return self.z_dim if parse_space(space) == "z" else self.w_dim
+
+  def check_codes(self, codes, space, what="latent codes"):
+    return check_codes(codes, space, self.dims(space), self.num_ws, what, renormalize=self.RENORMALIZE_Z)
+
+  def _batched(self, fn, x):
+    """Runs `fn` over fixed-size batches (the last one padded, so one compiled program serves any N)."""
+    out, n, bs = [], x.shape[0], self.batch_size
+    for i in range(0, n, bs):
+      batch = x[i:i + bs]
+      k = batch.shape[0]
+      if k < bs:
+        batch = np.concatenate([batch, np.repeat(batch[-1:], bs - k, 0)], 0)
+      out.append(np.asarray(fn(batch))[:k])
+    return np.concatenate(out, 0) if out else np.zeros((0,), np.float32)
+
+  def sample(self, num, space, seed=0):
+    """`num` codes of `space`. W and W+ codes come from the mapping of sampled z (never from N(0, I), which is not
+    the W distribution: the original's edit.py warns about exactly that)."""
+    space = parse_space(space)
+    z = self.sample_z(num, seed)
+    if space == "z":
+      return z
+    w = self.map(z)
+    return w if space == "w" else self.truncate(w)
+
+  def synthesize(self, codes, space):
+    """codes of `space` -> dict(image [N, R, R, 3] float32 in [-1, 1], plus the codes on the way: z, w, wp)."""
+    space = parse_space(space)
+    codes = self.check_codes(codes, space)
+    out = {}
+    if space == "z":
+      out["z"] = codes
+      codes, space = self.map(codes), "w"
+    if space == "w":
+      out["w"] = codes
+      codes = self.truncate(codes)
+    out["wp"] = codes
+    out["image"] = self.synthesize_wp(codes)
+    return out

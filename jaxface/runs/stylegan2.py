@@ -35,8 +35,11 @@ TRUNCATION_PSI = 0.7  # the original's StyleGAN settings (models/model_settings.
 TRUNCATION_LAYERS = 8
 
 
-class LoadedGenerator:
-  """The EMA generator of a trained run, with the original's Z / W / W+ synthesis paths (see module docstring)."""
+class LoadedGenerator(ifg.LatentGenerator):
+  """The EMA generator of a trained run, with the original's Z / W / W+ synthesis paths (see module docstring).
+
+  Z codes are renormalised to radius sqrt(d) before synthesis (the original's preprocess); an edited z off that
+  sphere gives the same image either way, because the mapping normalises its input's second moment."""
 
   def __init__(self, config, params, w_avg, step, workdir, truncation_psi=TRUNCATION_PSI,
                truncation_layers=TRUNCATION_LAYERS, batch_size=16):
@@ -52,19 +55,13 @@ class LoadedGenerator:
     key = (json.dumps(config.model.to_dict(), sort_keys=True), str(config.compute_dtype), self.truncation_layers)
     self._map, self._synth, self._trunc = _programs(key, self.module, self.num_ws, self.truncation_layers)
 
-  def dims(self, space):
-    return self.z_dim if ifg.parse_space(space) == "z" else self.w_dim
+  def describe(self):
+    return (f"StyleGAN2 {self.workdir} step {self.step}, {self.resolution}x{self.resolution}, z_dim {self.z_dim}, "
+            f"w_dim {self.w_dim}, {self.num_ws} layers, truncation psi {self.truncation_psi} on "
+            f"{self.truncation_layers} layers")
 
-  def _batched(self, fn, x):
-    """Runs `fn` over fixed-size batches (the last one padded, so one compiled program serves any N)."""
-    out, n, bs = [], x.shape[0], self.batch_size
-    for i in range(0, n, bs):
-      batch = x[i:i + bs]
-      k = batch.shape[0]
-      if k < bs:
-        batch = np.concatenate([batch, np.repeat(batch[-1:], bs - k, 0)], 0)
-      out.append(np.asarray(fn(batch))[:k])
-    return np.concatenate(out, 0) if out else np.zeros((0,), np.float32)
+  def sample_z(self, num, seed=0):
+    return ifg.sample_z(seed, num, self.z_dim)
 
   def map(self, z):
     return self._batched(lambda b: self._map(self.params, b), np.asarray(z, np.float32))
@@ -73,34 +70,8 @@ class LoadedGenerator:
     """w [N, w_dim] -> wp [N, num_ws, w_dim]: repeated to every layer, truncated on the first layers."""
     return self._batched(lambda b: self._trunc(b, self.w_avg, self.truncation_psi), np.asarray(w, np.float32))
 
-  def sample(self, num, space, seed=0):
-    """`num` codes of `space`. W and W+ codes come from the mapping of sampled z (never from N(0, I), which is not
-    the W distribution: the original's edit.py warns about exactly that)."""
-    space = ifg.parse_space(space)
-    z = ifg.sample_z(seed, num, self.z_dim)
-    if space == "z":
-      return z
-    w = self.map(z)
-    return w if space == "w" else self.truncate(w)
-
-  def synthesize(self, codes, space):
-    """codes of `space` -> dict(image [N, R, R, 3] float32 in [-1, 1], plus the codes on the way: z, w, wp).
-
-    Z codes are renormalised to radius sqrt(d) first (the original's preprocess); an edited z off that sphere
-    gives the same image either way, because the mapping normalises its input's second moment.
-    """
-    space = ifg.parse_space(space)
-    codes = ifg.check_codes(codes, space, self.dims(space), self.num_ws)
-    out = {}
-    if space == "z":
-      out["z"] = codes
-      codes, space = self.map(codes), "w"
-    if space == "w":
-      out["w"] = codes
-      codes = self.truncate(codes)
-    out["wp"] = codes
-    out["image"] = self._batched(lambda b: self._synth(self.params, b), codes)
-    return out
+  def synthesize_wp(self, wp):
+    return self._batched(lambda b: self._synth(self.params, b), np.asarray(wp, np.float32))
 
 
 _PROGRAMS = {}

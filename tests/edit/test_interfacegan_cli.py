@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxface import interfacegan as cli_mod
 from jaxface.edit import predictors
 from jaxface.runs import stylegan2 as stylegan2_run
 from jaxface.runs import latent_codes as ifg
+from tests.edit.ifg_helpers import run, run_error
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TRAIN = ["--config", "configs/stylegan2.py:tiny,res=16", "--config.total_steps=2", "--config.model.channel_max=16",
@@ -36,20 +36,6 @@ def workdir(tmp_path_factory):
   w = tmp_path_factory.mktemp("ifg") / "sg2"
   assert train_main.main(["--workdir", str(w), *TRAIN]) == 0
   return str(w)
-
-
-def run(*argv):
-  assert cli_mod.main([str(a) for a in argv]) == 0
-
-
-def run_error(capsys, *argv):
-  """Runs the CLI in-process expecting a user error: exit code 2, `error: ...` on stderr, no traceback."""
-  capsys.readouterr()
-  with pytest.raises(SystemExit) as e:
-    cli_mod.main([str(a) for a in argv])
-  err = capsys.readouterr().err
-  assert e.value.code == 2 and err.startswith("error: ") and "Traceback" not in err, err
-  return err
 
 
 def test_generate_train_edit_rescore_end_to_end(workdir, tmp_path):
@@ -174,8 +160,8 @@ def test_bad_input_is_a_clear_error(workdir, tmp_path, capsys):
   other = tmp_path / "other"
   other.mkdir()
   cfg = json.loads((bare / "config.json").read_text())
-  (other / "config.json").write_text(json.dumps(dict(cfg, trainer="disco")))
-  assert "trainer 'disco'" in run_error(capsys, "generate_data", "-w", other, "-o", tmp_path / "g")
+  (other / "config.json").write_text(json.dumps(dict(cfg, trainer="sof")))
+  assert "trainer 'sof'" in run_error(capsys, "generate_data", "-w", other, "-o", tmp_path / "g")
   assert "no config.json" in run_error(capsys, "generate_data", "-w", tmp_path, "-o", tmp_path / "g")
   # And as a real process: exit status 2 and no traceback.
   result = subprocess.run([sys.executable, "-m", "jaxface.interfacegan", "edit", "-w", workdir, "-b", str(b), "-o",
