@@ -10,7 +10,7 @@ than their own errors (tests/train/test_disco_recipe.py measures it). The face p
 stage 2 and is left out. `jaxface.Generator.load`, `python -m jaxface.generate`, `serve` and `embed` take such a folder
 wherever they take a workdir. The repository ships the CPU reference generator as `pretrained/disco_cpu64`.
 
-  python -m jaxface.pretrained --workdir W --out pretrained/NAME [--step N]     # export a run's checkpoint
+  python -m jaxface.pretrained --workdir W --out pretrained/NAME [--step N] [--rnet R]  # export a checkpoint
 """
 
 import json
@@ -37,17 +37,27 @@ def is_export(path):
   return os.path.isfile(os.path.join(path, WEIGHTS)) and os.path.isfile(os.path.join(path, CONFIG))
 
 
-def export(workdir, out, step=None):
+def export(workdir, out, step=None, rnet=None):
   """Writes `out`/config.json and `out`/weights.npz from the newest (or given) checkpoint of a disco workdir.
-  Returns (out, step, size in bytes)."""
+  `rnet`: a configs/rnet.py workdir whose R-Net is bundled instead of the one the run trained against (an
+  independent measuring R-Net: the generator was never optimized against it). Returns (out, step, size in bytes)."""
   config, state, step = read_run(workdir, step, trainer="disco")
-  tree = {"G_ema": state["G_ema"], "frozen": state["frozen"]}
+  frozen = dict(state["frozen"])
+  if rnet is not None:
+    from jaxface.runs import disco_experts  # JAX: only an export that swaps the R-Net needs it
+    swapped = disco_experts.rnet_frozen(rnet)
+    shapes = lambda t: {k: np.shape(v) for k, v in flatten(_plain(t)).items()}  # noqa: E731
+    if shapes(swapped) != shapes(frozen["rnet"]):
+      raise CheckpointError(f"the R-Net in {rnet!r} is not the architecture of the run's R-Net; train it from the "
+                            f"run's R-Net config ({config.experts.bootstrap.rnet}).")
+    frozen["rnet"] = swapped
+  tree = {"G_ema": state["G_ema"], "frozen": frozen}
   flat = {}
   for k, v in flatten(_plain(tree)).items():
     if not k.startswith(LEFT_OUT):
       flat.update(_stored(k, _compact(np.asarray(v))))
   os.makedirs(out, exist_ok=True)
-  config = dict(config.to_dict(), exported_from=dict(step=int(step)))
+  config = dict(config.to_dict(), exported_from=dict(step=int(step), **({"rnet": rnet} if rnet else {})))
   with open(os.path.join(out, CONFIG + ".tmp"), "w") as f:
     json.dump(config, f, indent=1, sort_keys=True)
   np.savez_compressed(os.path.join(out, "weights.tmp.npz"), **flat)
@@ -118,8 +128,10 @@ def main(argv=None):
   parser.add_argument("--workdir", required=True, help="a configs/disco.py training workdir")
   parser.add_argument("--out", required=True, help="folder to write config.json and weights.npz into")
   parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
+  parser.add_argument("--rnet", default=None, help="bundle this configs/rnet.py workdir's R-Net instead of the run's "
+                      "(same architecture), e.g. an independent measuring R-Net trained with render_mix")
   args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-  out, step, size = export(args.workdir, args.out, args.step)
+  out, step, size = export(args.workdir, args.out, args.step, args.rnet)
   print(f"exported step {step} of {args.workdir} to {out} ({size / 2 ** 20:.1f} MiB)")
   return 0
 

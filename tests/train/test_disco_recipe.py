@@ -125,6 +125,38 @@ def test_exported_generator_matches_its_workdir(tiny_disco, tmp_path):
   assert bad.returncode == 2 and "config.json" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_export_can_bundle_another_rnet(tiny_disco, tmp_path, monkeypatch):
+  """--rnet bundles that workdir's R-Net instead of the run's (G unchanged, recorded in config.json); an R-Net
+  of another architecture is refused before anything is written."""
+  import json
+  from jaxface import pretrained
+  from jaxface.convert import flatten
+  from jaxface.errors import CheckpointError
+  from jaxface.runs import disco_experts
+  from jaxface.runs.workdir import read_run
+  rnet_dir = json.load(open(tiny_disco["workdir"] / "config.json"))["experts"]["rnet"]
+  real = disco_experts.rnet_frozen
+  shifted = lambda w: jax.tree.map(lambda a: np.asarray(a, np.float32) + 1.0, real(w))  # noqa: E731
+  monkeypatch.setattr(disco_experts, "rnet_frozen", shifted)
+  out = tmp_path / "swapped"
+  pretrained.export(str(tiny_disco["workdir"]), str(out), rnet=rnet_dir)
+  _, state, _ = pretrained.read(str(out))
+  got, want = flatten(state["frozen"]["rnet"]), flatten(shifted(rnet_dir))
+  assert sorted(got) == sorted(want)
+  for k, v in want.items():  # large kernels are stored int8, the rest exactly
+    stored = pretrained.dequantize(*pretrained.quantize(v)) if v.ndim >= 2 and v.size >= pretrained.QUANT_MIN else v
+    np.testing.assert_allclose(got[k], stored, rtol=1e-6, err_msg=k)
+  _, run_state, _ = read_run(str(tiny_disco["workdir"]), trainer="disco")
+  exported_g = flatten(state["G_ema"])
+  for k, v in flatten(run_state["G_ema"]).items():
+    np.testing.assert_array_equal(exported_g[k], v)
+  assert json.load(open(out / "config.json"))["exported_from"]["rnet"] == rnet_dir
+  monkeypatch.setattr(disco_experts, "rnet_frozen", lambda w: {"mean": np.zeros(3)})
+  with pytest.raises(CheckpointError, match="architecture"):
+    pretrained.export(str(tiny_disco["workdir"]), str(tmp_path / "refused"), rnet=rnet_dir)
+  assert not (tmp_path / "refused").exists()
+
+
 def test_int8_kernels_against_a_numpy_reference():
   """Per-output-channel symmetric int8: every entry within half a step of its channel's scale, the channel's
   largest magnitude exact, an all-zero channel stays zero."""
