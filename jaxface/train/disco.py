@@ -55,6 +55,10 @@ def validate(config):
   if config.model.get("lambda_norm", "") not in dx.LAMBDA_NORMS:
     raise ConfigError(f"config.model.lambda_norm={config.model.get('lambda_norm')!r} must be one of "
                       f"{', '.join(repr(n) for n in dx.LAMBDA_NORMS)}.")
+  if config.loss.get("pix_diff_mask", "frame") not in ("frame", "agree"):
+    raise ConfigError(f"config.loss.pix_diff_mask={config.loss.get('pix_diff_mask')!r} must be 'frame' (the pose "
+                      f"pairs' difference over the whole frame) or 'agree' (where both renders agree on face or "
+                      f"background).")
   if config.loss.get("w_pix_diff", 0.0) > 0 and config.batch_size % 2:
     raise ConfigError(f"config.loss.w_pix_diff > 0 draws the imitative batch as pose pairs: config.batch_size="
                       f"{config.batch_size} must be even (or set --config.loss.w_pix_diff=0).")
@@ -227,7 +231,8 @@ def train_step(config):
         out["imit_pix_late"] = imitative.pixel_loss(fake, targets["image"], targets["mask"])
         total = total + l.w_pix_late * out["imit_pix_late"]
       if diff and (pixel or l.get("w_pix_late", 0.0) > 0):
-        out["imit_pix_diff"] = pose_difference_loss(f, targets["image"])
+        agree = not pixel and l.get("pix_diff_mask", "frame") == "agree"  # the pixel phase keeps the silhouette
+        out["imit_pix_diff"] = pose_difference_loss(f, targets["image"], targets["mask"] if agree else None)
         total = total + l.w_pix_diff * out["imit_pix_diff"]
       pair_fake = None
       if pair_in is not None:
@@ -290,13 +295,20 @@ def _imitative_z(experts, key, n, pose_pairs):
   return {f: jnp.concatenate([z_a[f], z_b[f]]) for f in z_a}
 
 
-def pose_difference_loss(fake, render):
-  """Per-pixel norm of (fake_A - fake_B) - (render_A - render_B) over the whole frame, averaged; rows are A then
-  B halves. Whatever A and B share (identity, colour, light, the background G invents) cancels, so the gradient
-  is about the pose change alone."""
+def pose_difference_loss(fake, render, mask=None):
+  """Per-pixel norm of (fake_A - fake_B) - (render_A - render_B), averaged; rows are A then B halves. Whatever A
+  and B share (identity, colour, light, the background G invents) cancels, so the gradient is about the pose
+  change alone. `mask` (the renders' face masks [B, R, R]) leaves out the pixels that are face in one render and
+  black background in the other: there the renders' difference is face minus black, and imitating it paints a
+  dark band where the turning face leaves the frame. None: the whole frame."""
   h = fake.shape[0] // 2
   d = (fake[:h] - fake[h:]) - jax.lax.stop_gradient(render[:h] - render[h:])
-  return jnp.mean(jnp.sqrt(jnp.sum(jnp.square(d.astype(jnp.float32)), -1) + 1e-8))
+  norm = jnp.sqrt(jnp.sum(jnp.square(d.astype(jnp.float32)), -1) + 1e-8)
+  if mask is None:
+    return jnp.mean(norm)
+  m = jax.lax.stop_gradient(mask.astype(jnp.float32))
+  agree = m[:h] * m[h:] + (1.0 - m[:h]) * (1.0 - m[h:])  # face in both, or background in both
+  return jnp.sum(agree * norm) / (jnp.sum(agree) + 1e-8)
 
 
 def _control_metrics(rec, blocks):

@@ -99,6 +99,16 @@ def test_pose_difference_loss_matches_a_numpy_reference():
   g = jax.grad(lambda r: disco.pose_difference_loss(jnp.asarray(fake, jnp.float32), r))(jnp.asarray(render,
                                                                                                     jnp.float32))
   assert float(jnp.abs(g).max()) == 0.0
+  # With the renders' masks: only pixels where A and B agree (face in both or background in both) count.
+  mask = rng.uniform(size=(6, 5, 5)) > 0.5
+  agree = (mask[:3] & mask[3:]) | (~mask[:3] & ~mask[3:])
+  want_masked = np.sum(agree * np.sqrt(np.sum(d ** 2, -1) + 1e-8)) / np.sum(agree)
+  got_masked = disco.pose_difference_loss(jnp.asarray(fake, jnp.float32), jnp.asarray(render, jnp.float32),
+                                          jnp.asarray(mask))
+  assert float(got_masked) == pytest.approx(want_masked, rel=1e-5) and abs(want_masked - want) > 1e-3
+  g = jax.grad(lambda f: disco.pose_difference_loss(f, jnp.asarray(render, jnp.float32), jnp.asarray(mask)))(
+      jnp.asarray(fake, jnp.float32))
+  assert float(jnp.abs(g[:3][~agree]).max()) == 0.0  # a face-vs-black pixel pushes nothing
 
 
 def test_exported_generator_matches_its_workdir(tiny_disco, tmp_path):
@@ -227,3 +237,12 @@ def test_an_interrupted_expert_bootstrap_stops_the_run(tmp_path, monkeypatch):
   monkeypatch.setattr(loop, "train", finishes)
   workdir = bootstrap.trained_bootstrap(cfg, "rnet", "configs/rnet.py:small")
   assert os.path.isdir(os.path.join(workdir, "checkpoints", str(cfg.total_steps)))
+
+
+def test_bad_pixel_mask_settings_are_refused_before_training():
+  from jaxface import config as config_lib
+  from jaxface.errors import ConfigError
+  from jaxface.train import disco
+  for key, value, name in (("loss.pix_diff_mask", "face", "pix_diff_mask"), ("loss.pix_mask", "frame", "pix_mask")):
+    with pytest.raises(ConfigError, match=name):
+      disco.validate(config_lib.build("configs/disco.py:tiny", [(key, value)]))
