@@ -49,10 +49,15 @@ def parse_args(argv):
   p.add_argument("--batch-size", type=int, default=16, help="photos optimized together")
   p.add_argument("--no-align", action="store_true", help="the photos are already aligned crops")
   p.add_argument("--no-noise", action="store_true", help="keep the generator's noise maps fixed")
+  p.add_argument("--anchor", type=float, default=None,
+                 help="weight keeping w+ near the mapping's Φ(λ) (default: EmbedConfig's); 0 reconstructs closest, "
+                      "higher keeps λ edits strong")
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
   args = p.parse_args(argv)
   if args.steps < 1 or args.batch_size < 1:
     raise UserError(f"--steps {args.steps} and --batch-size {args.batch_size} must both be >= 1.")
+  if args.anchor is not None and args.anchor < 0:
+    raise UserError(f"--anchor {args.anchor}: a weight, >= 0.")
   return args
 
 
@@ -78,7 +83,8 @@ def main(argv=None):
     emb = embed.load(args.latent, gen)
   else:
     emb = embed.embed_photos(gen, photos, progress=True, steps=args.steps, batch_size=args.batch_size,
-                             align=not args.no_align, noise=not args.no_noise)
+                             align=not args.no_align, noise=not args.no_noise,
+                             **({} if args.anchor is None else {"w_anchor": args.anchor}))
   stem = os.path.splitext(args.out)[0]
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   if not args.latent:

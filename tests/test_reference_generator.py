@@ -1,10 +1,8 @@
 """The bundled reference generator (pretrained/disco_cpu64) loads from the checkout alone, with no training or
-expert workdir, and turns heads with the yaw it is asked for, as its own R-Net reads them.
-
-What it guarantees today, and so what this checks: every identity turns the way it is asked, monotonically, over
-a range a frontal-only generator does not have. Not yet reached: reading a requested ±30° back within 5°. R-Net
-reads this generator's ±30° as about -20° / +21° (docs/results_disco.md), and even the exact 3D render of ±30°,
-a face on black like these fakes, as -24° / +19°, against ±30° on the world's own images."""
+expert workdir, and turns heads with the yaw it is asked for, as the bundled R-Net reads them. That R-Net is an
+independent measuring one (trained from scratch on world images and bare renders, configs/rnet.py render_mix;
+the generator never trained against it): it reads a requested ±30° back as -30.0° / +30.4° (median of eight
+identities, docs/results_disco.md)."""
 
 import time
 
@@ -32,3 +30,6 @@ def test_reference_generator_follows_a_requested_yaw():
   assert np.all(np.diff(read, axis=0) > 0), read  # every identity turns further with every 15° asked
   assert np.all(read[-1] - read[0] > 20.0), read  # across the ±30° request, by more than 20° as R-Net reads it
   assert np.all(read[0] < -5.0) and np.all(read[-1] > 5.0), read  # and to the side that was asked
+  # A requested ±30° is read back within 5° (median over the identities), no identity more than 8° off.
+  for i in (0, -1):
+    assert abs(np.median(read[i]) - YAWS[i]) <= 5.0 and np.all(np.abs(read[i] - YAWS[i]) <= 8.0), read[i]

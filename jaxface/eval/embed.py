@@ -10,7 +10,7 @@
 The photos are world renders at the generator's resolution, framed as its training images, so they are embedded
 without detection (align=False); `python -m jaxface.embed` shows the aligned path on real photos.
 
-  python -m jaxface.eval.embed --workdir W [--num 16] [--steps 600] [--out DIR]
+  python -m jaxface.eval.embed --workdir W [--num 16] [--steps 600] [--out DIR] [--rnet R] [--embed-option F=V]
 """
 
 import dataclasses
@@ -101,8 +101,8 @@ def parse_args(argv):
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
   p.add_argument("--rnet", default=None, help="embed and measure with this configs/rnet.py workdir's R-Net (same "
                  "architecture as the generator's; e.g. one trained with render_mix)")
-  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                 help="an embedding setting (jaxface.edit.embed.EmbedConfig field), e.g. w_anchor=1 or noise=false")
+  p.add_argument("--embed-option", action="append", default=[], metavar="FIELD=VALUE",
+                 help="an embedding setting (a jaxface.edit.embed.EmbedConfig field), e.g. w_anchor=0 or noise=false")
   args = p.parse_args(argv)
   if args.num < 1 or args.steps < 1 or args.batch_size < 1:
     raise UserError(f"--num {args.num}, --steps {args.steps} and --batch-size {args.batch_size} must all be >= 1.")
@@ -116,12 +116,12 @@ def embed_config(cls, settings):
   for item in settings:
     name, eq, value = item.partition("=")
     if not eq or name not in fields:
-      raise UserError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}.")
+      raise UserError(f"--embed-option {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}.")
     kind = type(fields[name].default)
     try:
       values[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     except ValueError:
-      raise UserError(f"--set {item!r}: {value!r} is not a {kind.__name__}.") from None
+      raise UserError(f"--embed-option {item!r}: {value!r} is not a {kind.__name__}.") from None
   return cls(**values)
 
 
@@ -131,7 +131,7 @@ def main(argv=None):
   from jaxface import metrics  # JAX: loaded once the command runs, not for --help
   from jaxface.runs.disco_generator import Generator  # JAX: loaded once the command runs, not for --help
   from jaxface.edit import embed  # JAX: loaded once the command runs, not for --help
-  config = embed_config(embed.EmbedConfig, args.set)
+  config = embed_config(embed.EmbedConfig, args.embed_option)
   gen = Generator.load(args.workdir, args.step)
   gen = gen.measure_with(args.rnet) if args.rnet else gen
   res, grid = evaluate(gen, args.num, args.steps, args.batch_size, args.yaw, config)

@@ -51,12 +51,17 @@ def test_anchor_keeps_w_plus_near_its_start(gen):
   """w_anchor pulls w+ toward Φ(λ): a strong anchor ends closer to the start than none."""
   from jaxface.edit import embed
   photos = _world_photos(gen, 2)
-  free = embed.embed_photos(gen, list(photos), **OPTS)
+  free = embed.embed_photos(gen, list(photos), **dict(OPTS, w_anchor=0.0))
   held = embed.embed_photos(gen, list(photos), **dict(OPTS, w_anchor=100.0))
   start = np.asarray(gen.ws(free.blocks, noise=0))
   dist = lambda e: np.mean((e.ws - start) ** 2, (1, 2))  # noqa: E731
   assert np.all(dist(held) < 0.5 * dist(free)), (dist(held), dist(free))
   assert np.all(held.losses["anchor"] >= 0)
+  # anchor_layers=1: only the coarsest layer is held; the others move as freely as without an anchor.
+  first = embed.embed_photos(gen, list(photos), **dict(OPTS, w_anchor=100.0, anchor_layers=1))
+  layer_dist = lambda e, sl: np.mean((e.ws - start)[:, sl] ** 2, (1, 2))  # noqa: E731
+  assert np.all(layer_dist(first, slice(0, 1)) < 0.5 * layer_dist(free, slice(0, 1)))
+  assert np.all(layer_dist(first, slice(1, None)) > 0.5 * layer_dist(free, slice(1, None)))
 
 
 def test_eval_embed_settings_parse_and_refuse_clearly():
@@ -66,7 +71,7 @@ def test_eval_embed_settings_parse_and_refuse_clearly():
   cfg = embed_config(EmbedConfig, ["w_anchor=2.5", "noise=false", "steps=7"])
   assert (cfg.w_anchor, cfg.noise, cfg.steps) == (2.5, False, 7)
   for bad in (["w_anchr=1"], ["w_anchor"], ["steps=many"]):
-    with pytest.raises(UserError, match="--set"):
+    with pytest.raises(UserError, match="--embed-option"):
       embed_config(EmbedConfig, bad)
 
 
@@ -150,3 +155,6 @@ def test_cli_bad_input_is_a_clear_error(tiny_disco, tmp_path):
   proc = _cli(["--image", str(tmp_path / "blank.png"), "--out", str(tmp_path / "o.png"), "--set", "yaww=3"],
               tiny_disco)
   assert proc.returncode == 2 and "unknown factor 'yaww'" in proc.stderr
+  proc = _cli(["--image", str(tmp_path / "blank.png"), "--out", str(tmp_path / "o.png"), "--anchor", "-1"],
+              tiny_disco)
+  assert proc.returncode == 2 and "--anchor -1" in proc.stderr and "Traceback" not in proc.stderr
