@@ -8,9 +8,8 @@ Presets (the string after the colon):
                 first 10 imitation alone): the contrastive stage starts after the preset's end (cpu64 runs it).
                   python -m jaxface.main --config configs/disco.py --workdir workdirs/disco
                 Leaves checkpoints/, samples/ (fake | render pairs, factor sweeps), eval/step_N.json: blurred heads
-                that turn with the requested yaw (R-Net yaw error 6.5 deg median, where a frontal-only generator
-                scores 13-16);
-                see docs/results_disco.md.
+                that turn with the requested yaw (R-Net yaw error 3.2 deg median, 5.6 by an independent R-Net;
+                a frontal-only generator scores 13-16); see docs/results_disco.md.
   cpu64         The CPU reference run: 64x64, the CPU recipe, imitation alone to 36 kimg, then the adversarial
                 phase with the expert terms to 56 kimg; resumable, hours on 2 cores. The bundled
                 pretrained/disco_cpu64 had this schedule with the recipe's two latest fixes (pix_diff_mask,
@@ -27,8 +26,8 @@ CPU recipe (default, cpu64, tiny), each departure from the released recipe measu
   only where both renders agree on face or background (pix_diff_mask "agree": face minus black painted dark
   bands beside turned heads) and the landmark loss weighs 10x the released (w_lm 5000, 1000 in stage 2). The
   R-Net expert also learns from bare renders (render_mix 0.5): one trained on world images alone read these
-  render-like fakes' pitch ~8 deg low, and the landmark loss taught the generator that bias. Every preset's render targets are shown through the world's display
-  gamma (synthetic sources), as its real images are.
+  render-like fakes' pitch ~8 deg low, and the landmark loss taught the generator that bias. Every preset's
+  render targets are shown through the world's display gamma (synthetic sources), as its real images are.
 GPU and real-data presets:
   synthetic128  The synthetic world at 128x128 with StyleGAN2 widths for one GPU; experts are trained to their
   synthetic256  GPU presets first (or pass --config.experts.rnet=WORKDIR etc. for ones you trained).
