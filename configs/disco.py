@@ -116,9 +116,9 @@ def get_config(arg=""):
       w_pix_late=20.0 if cpu else 0.0,  # full-size masked pixel loss after the pixel phase (released: 0)
       pix_res=res if cpu else 32,  # resolution the pixel loss compares at (released: progressive res <= 32)
       w_pix_diff=120.0 if cpu else 0.0,  # pose pairs' image difference imitates the renders' (released: 0 = off)
-      # After the pixel phase, where that difference counts: "frame" (everywhere) or "agree" (not where one render
-      # has face and the other black background, whose difference painted dark bands beside turned heads).
-      pix_diff_mask="agree" if cpu else "frame",
+      # "agree" leaves out pixels where one render has face and the other black background: imitating that
+      # difference painted dark bands beside turned heads. The pixel phase always uses the whole frame.
+      pix_diff_mask="agree" if cpu else "frame",  # after the pixel phase, where it counts: "frame" | "agree"
       pix_mask="full" if cpu else "face",  # pixel phase: "face" region (released) or "full" frame vs render on black
       pixel_phase_gan=not cpu,  # adversarial loss and D updates in the pixel phase (released: yes)
       w_lm=5000.0 if cpu else 500.0,  # landmark loss, stage 1 (released 500; the CPU recipe leans on it x10)
