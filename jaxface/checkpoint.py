@@ -26,6 +26,10 @@ from etils import epath
 from jaxface.errors import CheckpointError
 from jaxface.storage_faults import exception_chain, first_line, quiet_failed_saves, storage_cause
 
+# A failed save's half-written folder: polled every 50 ms, at most REMOVE_POLLS times (10 s), and gone only once
+# absent for QUIET_POLLS polls in a row (0.5 s).
+REMOVE_POLLS, QUIET_POLLS = 200, 10
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Data-iterator state: one JSON file per data-loading process, like grain's own handler, but for any iterator
@@ -189,10 +193,11 @@ class Checkpointer:
 
   def _remove_temporary(self, step):
     """Removes <step>.orbax-checkpoint-tmp*; returns (path, reason) of one that stays, else None. TensorStore may
-    still finish a write into it after the failure was reported (recreating a folder), hence the retries."""
+    still finish a write into it after the failure was reported (recreating a folder), so it counts as gone only
+    once it has stayed gone for QUIET_POLLS polls in a row (a loaded machine delays those late writes)."""
     pattern = os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")
-    reason = "it kept being written"
-    for _ in range(20):
+    reason, quiet = "it kept being written", 0
+    for _ in range(REMOVE_POLLS):
       for path in glob.glob(pattern):
         try:
           shutil.rmtree(path)
@@ -200,7 +205,8 @@ class Checkpointer:
           pass
         except OSError as e:
           reason = e.strerror or str(e)
-      if not glob.glob(pattern):
+      quiet = 0 if glob.glob(pattern) else quiet + 1
+      if quiet >= QUIET_POLLS:
         return None
       time.sleep(0.05)
     left = glob.glob(pattern)
