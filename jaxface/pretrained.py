@@ -46,8 +46,7 @@ def export(workdir, out, step=None, rnet=None):
   if rnet is not None:
     from jaxface.runs import disco_experts  # JAX: only an export that swaps the R-Net needs it
     swapped = disco_experts.rnet_frozen(rnet)
-    shapes = lambda t: {k: np.shape(v) for k, v in flatten(_plain(t)).items()}  # noqa: E731
-    if shapes(swapped) != shapes(frozen["rnet"]):
+    if disco_experts.tree_shapes(swapped) != disco_experts.tree_shapes(frozen["rnet"]):
       raise CheckpointError(f"the R-Net in {rnet!r} is not the architecture of the run's R-Net; train it from the "
                             f"run's R-Net config ({config.experts.bootstrap.rnet}).")
     frozen["rnet"] = swapped

@@ -26,7 +26,7 @@ def control_errors(rec, blocks, target_lm, width):
 
 # ------------------------------------------------------------------------------------------------- real references
 
-def _world_images(config, factor_list):
+def world_images(config, factor_list):
   from jaxface.data import synthetic, synthetic_factors as sf  # JAX: loaded once the command runs, not for --help
   world = sf.as_world_config(config.data)
   fs = sf.stack(factor_list)
@@ -35,7 +35,7 @@ def _world_images(config, factor_list):
   return np.asarray(out["image"]) * 2.0 - 1.0, fs
 
 
-def _world_sample(config, index):
+def world_sample(config, index):
   from jaxface.data import synthetic_factors as sf  # JAX: loaded once the command runs, not for --help
   return sf.sample_factors(index, sf.as_world_config(config.data))
 
@@ -49,7 +49,7 @@ def _with_identity(f, g, config):
   return out
 
 
-def _replace(f, g, keys):
+def replace_factors(f, g, keys):
   out = dict(f)
   for k in keys:
     out[k] = g[k]
@@ -65,10 +65,10 @@ def real_references(config, measure, groups, size, n):
   per = measure.batch
   out = {}
   # Control floor: R-Net on aligned real images with known λ.
-  facts = [_world_sample(config, HELDOUT + i) for i in range(n)]
+  facts = [world_sample(config, HELDOUT + i) for i in range(n)]
   recs, blocks, lms = [], [], []
   for i in range(0, n, per):
-    imgs, fs = _world_images(config, facts[i:i + per])
+    imgs, fs = world_images(config, facts[i:i + per])
     recs.append(measure.recon(imgs))
     blocks.append({k: fs[k] for k in ("angle", "gamma")})
     lms.append(np.asarray(_world_landmarks(config, fs)))
@@ -76,13 +76,13 @@ def real_references(config, measure, groups, size, n):
   blk = {k: np.concatenate([b[k] for b in blocks]) for k in ("angle", "gamma")}
   out["control_floor"] = control_errors(rec, blk, np.concatenate(lms), int(config.data.resolution))
   # Same-identity cosine of real pairs: identity kept, pose / expression / light of another sample.
-  base_imgs = np.concatenate([_world_images(config, facts[i:i + per])[0] for i in range(0, n, per)])
+  base_imgs = np.concatenate([world_images(config, facts[i:i + per])[0] for i in range(0, n, per)])
   base = measure.embed(base_imgs)
   same = {}
   for j, (name, factor) in enumerate((("pose", "angle"), ("expression", "exp"), ("light", "gamma"))):
-    other = [_replace(f, _world_sample(config, HELDOUT + 10_000 * (j + 1) + i), WORLD_FACTOR_KEYS[factor])
+    other = [replace_factors(f, world_sample(config, HELDOUT + 10_000 * (j + 1) + i), WORLD_FACTOR_KEYS[factor])
              for i, f in enumerate(facts)]
-    emb = measure.embed(np.concatenate([_world_images(config, other[i:i + per])[0] for i in range(0, n, per)]))
+    emb = measure.embed(np.concatenate([world_images(config, other[i:i + per])[0] for i in range(0, n, per)]))
     same[name] = float(np.mean(np.sum(base * emb, -1)))
   same["different_identity"] = float(np.mean(np.sum(base * np.roll(base, 1, 0), -1)))
   same["mean_same_identity"] = float(np.mean([same["pose"], same["expression"], same["light"]]))
@@ -94,13 +94,13 @@ def real_references(config, measure, groups, size, n):
   for fi, factor in enumerate(FACTORS):
     rows = []
     for g in range(groups):
-      anchor = _world_sample(config, HELDOUT + 500_000 + 1000 * fi + g)
+      anchor = world_sample(config, HELDOUT + 500_000 + 1000 * fi + g)
       for k in range(size):
-        other = _world_sample(config, HELDOUT + 700_000 + 10_000 * fi + g * size + k)
+        other = world_sample(config, HELDOUT + 700_000 + 10_000 * fi + g * size + k)
         # Only `factor` changes: another identity on the anchor's sample, or the anchor with another's factor.
         rows.append(_with_identity(other, anchor, config) if factor == "id" else
-                    _replace(anchor, other, WORLD_FACTOR_KEYS[factor]))
-    imgs = np.concatenate([_world_images(config, rows[i:i + per])[0] for i in range(0, len(rows), per)])
+                    replace_factors(anchor, other, WORLD_FACTOR_KEYS[factor]))
+    imgs = np.concatenate([world_images(config, rows[i:i + per])[0] for i in range(0, len(rows), per)])
     spreads[factor] = _spreads(measure.attributes(imgs), groups, size)
   out["real_group_spreads"] = spreads
   return out
@@ -118,8 +118,8 @@ def _world_landmarks(config, fs):
 
 def real_images(config, n):
   if config.data.kind == "synthetic":
-    facts = [_world_sample(config, HELDOUT + 900_000 + i) for i in range(n)]
-    return np.concatenate([_world_images(config, facts[i:i + 32])[0] for i in range(0, n, 32)])
+    facts = [world_sample(config, HELDOUT + 900_000 + i) for i in range(n)]
+    return np.concatenate([world_images(config, facts[i:i + 32])[0] for i in range(0, n, 32)])
   from jaxface.data import batches as common  # JAX: loaded once the command runs, not for --help
   it = common.data_iterator(config)
   out = []

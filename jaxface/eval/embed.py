@@ -23,9 +23,10 @@ import numpy as np
 
 from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
+from jaxface.config import parse_typed
 from jaxface.errors import UserError, cli
 from jaxface.eval.disco import Measure
-from jaxface.eval.disco_references import _replace, _world_images, _world_sample
+from jaxface.eval.disco_references import replace_factors, world_images, world_sample
 
 jnp = lazy_import("jax.numpy")  # imported on first use: `--help` and argument mistakes answer without loading JAX
 
@@ -47,12 +48,12 @@ def evaluate(gen, num=16, steps=600, batch_size=16, yaw_delta=20.0, config=None)
   from jaxface.runs.disco_generator import to_uint8  # JAX: loaded once the command runs, not for --help
   from jaxface.losses import ssim  # JAX: loaded once the command runs, not for --help
   cfg = gen.config
-  facts = [_world_sample(cfg, HELDOUT + i) for i in range(num)]
-  photos = to_uint8(_world_images(cfg, facts)[0])
+  facts = [world_sample(cfg, HELDOUT + i) for i in range(num)]
+  photos = to_uint8(world_images(cfg, facts)[0])
   # The same identities in another pose, expression and light: what "the same person" scores.
-  others = [_replace(f, _world_sample(cfg, HELDOUT + 100_000 + i), ("angle", "exp", "gamma"))
+  others = [replace_factors(f, world_sample(cfg, HELDOUT + 100_000 + i), ("angle", "exp", "gamma"))
             for i, f in enumerate(facts)]
-  same_imgs = _world_images(cfg, others)[0]
+  same_imgs = world_images(cfg, others)[0]
   t0 = time.time()
   emb = embed.embed_photos(gen, list(photos), config, align=False, steps=steps,
                            batch_size=min(batch_size, num))
@@ -117,11 +118,7 @@ def embed_config(cls, settings):
     name, eq, value = item.partition("=")
     if not eq or name not in fields:
       raise UserError(f"--embed-option {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}.")
-    kind = type(fields[name].default)
-    try:
-      values[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
-    except ValueError:
-      raise UserError(f"--embed-option {item!r}: {value!r} is not a {kind.__name__}.") from None
+    values[name] = parse_typed(value, fields[name].default, f"--embed-option {name}")
   return cls(**values)
 
 

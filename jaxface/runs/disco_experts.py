@@ -129,6 +129,11 @@ def rnet_frozen(workdir):
           "mean": st["coeff_mean"], "std": st["coeff_std"]}
 
 
+def tree_shapes(tree):
+  """{path: shape} of a pytree's leaves: two trainings of one architecture have equal ones."""
+  return {jax.tree_util.keystr(p): np.shape(v) for p, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
 LAMBDA_STATS_SAMPLES = 16384
 
 

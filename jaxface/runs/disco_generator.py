@@ -90,9 +90,8 @@ class Generator:
   def measure_with(self, rnet_workdir):
     """Reads images with another jaxface R-Net of the same architecture (a configs/rnet.py workdir), e.g. one
     trained with render_mix to measure generators; the generator and its other experts stay as they are."""
-    shapes = lambda t: jax.tree.map(np.shape, t)  # noqa: E731
     rnet = dx.rnet_frozen(rnet_workdir)
-    if "mean" not in self.frozen["rnet"] or shapes(rnet) != shapes(dict(self.frozen["rnet"])):
+    if "mean" not in self.frozen["rnet"] or dx.tree_shapes(rnet) != dx.tree_shapes(self.frozen["rnet"]):
       raise ConfigError(f"the R-Net in {rnet_workdir!r} is not the architecture this generator's R-Net has "
                         f"({self.config.experts.bootstrap.rnet}); train the measuring R-Net from that config.")
     self.frozen = dict(self.frozen, rnet=jax.tree.map(jnp.asarray, rnet))

@@ -24,9 +24,9 @@ def gen(tiny_disco):
 
 
 def _world_photos(gen, n, start=2_005_000_000):
-  from jaxface.eval.disco_references import _world_images, _world_sample
+  from jaxface.eval.disco_references import world_images, world_sample
   from jaxface.runs.disco_generator import to_uint8
-  return to_uint8(_world_images(gen.config, [_world_sample(gen.config, start + i) for i in range(n)])[0])
+  return to_uint8(world_images(gen.config, [world_sample(gen.config, start + i) for i in range(n)])[0])
 
 
 def _psnr(a, b):
