@@ -37,6 +37,10 @@ def get_config(arg=""):
 
   config.data = common.data_block(res)
   config.data.num_identities = 40 if tiny else 10_000
+  # Fraction of each batch shown as the bare face-model render of its identity (no hair, background blurred and
+  # darkened): DiscoFaceGAN's fakes look like that, and a net trained on world images alone gives renders of
+  # different identities cosine 0.995, so it can neither teach nor measure identity there. 0.5 for such nets.
+  config.render_mix = 0.0
 
   config.idnet = ml_collections.ConfigDict(dict(
       num_train_identities=20 if tiny else 1_000,  # classes: the pool's first N identities

@@ -21,6 +21,7 @@ from jaxface.data import synthetic
 from jaxface.data import synthetic_factors as sf
 from jaxface.errors import ConfigError, UserError
 from jaxface.losses import identity as id_losses
+from jaxface.runs import render_mix
 from jaxface.runs.idnet import identity_sample, network
 
 EVALS = ("identity",)  # evaluators when the config names none (jaxface/train/evaluators.py)
@@ -85,9 +86,15 @@ def make_data(config):
   return IdentityBatches(config, jax.process_index(), jax.process_count())
 
 
-def render(config, factors):
-  """Batched factors -> images [B, R, R, 3] in [-1, 1] (float32), on device."""
-  return synthetic.render_batch(factors, config.data.resolution, config.data)["image"] * 2.0 - 1.0
+def render(config, factors, rng=None):
+  """Batched factors -> images [B, R, R, 3] in [-1, 1] (float32), on device. With `rng` and `render_mix` > 0,
+  that fraction of the batch shows the bare face-model render of its identity instead (runs/render_mix.py)."""
+  res, mix = config.data.resolution, float(config.get("render_mix", 0.0))  # configs from before: no renders
+  images = synthetic.render_batch(factors, res, config.data)["image"]
+  if rng is not None and mix > 0:
+    renders, masks = render_mix.true_renders(factors, config.data, res)
+    images = render_mix.mix_in_renders(images, renders, masks, rng, mix)
+  return images * 2.0 - 1.0
 
 
 # ------------------------------------------------------------------------------------------------- state, step
@@ -112,7 +119,7 @@ def train_step(config):
   net, tx, c = network(config, train=True), optimizer(config), config.idnet
 
   def step(state, batch, rng, phase):
-    images = render(config, batch)
+    images = render(config, batch, rng)
 
     def loss_fn(params):
       emb, updates = net.apply({"params": params["net"], "batch_stats": state["batch_stats"]}, images,

@@ -27,7 +27,7 @@ from jaxface.data import synthetic_factors as sf
 from jaxface.errors import ConfigError
 from jaxface.losses import recon
 from jaxface.render import face_model as fm_lib
-from jaxface.render import render as render_lib
+from jaxface.runs import render_mix as render_mix_lib
 from jaxface.runs.rnet import GROUP_NAMES, camera, face_model, layout, network
 
 EVALS = ("recon",)  # evaluators when the config names none (jaxface/train/evaluators.py)
@@ -94,25 +94,6 @@ def phase(config, step):
 
 # ------------------------------------------------------------------------------------------------- step
 
-def _render_prediction(fm, coeffs, cam, res):
-  """The face model rendered from predicted coefficients, in the synthetic images' display space (gamma 1/2.2)."""
-  out = render_lib.render(fm, coeffs, cam, res, window=4, capacity=max(4096, res * res // 3))
-  return render_lib.to_display(out["image"]), out["mask"]
-
-
-def mix_in_renders(images, renders, masks, rng, fraction):
-  """Replaces a random `fraction` of the batch by its bare renders (`masks` inside, a blurred copy of the world
-  image scaled by a random brightness outside): the look of DiscoFaceGAN's render targets and of its fakes.
-  The labels stay: renders and world images share the true coefficients and landmarks."""
-  b, h, w, c = images.shape
-  k_pick, k_dim = jax.random.split(rng)
-  pick = jax.random.uniform(k_pick, (b, 1, 1, 1)) < fraction
-  coarse = images.reshape(b, 4, h // 4, 4, w // 4, c).mean((2, 4))  # 4x4 box averages: a strong blur
-  background = jax.image.resize(coarse, images.shape, "linear") * jax.random.uniform(k_dim, (b, 1, 1, 1))
-  m = masks[..., None].astype(images.dtype)
-  return jnp.where(pick, m * renders + (1.0 - m) * background, images)
-
-
 def train_step(config):
   net = network(config, train=True)
   tx = optimizer(config)
@@ -129,9 +110,8 @@ def train_step(config):
     images, true_lm = world["image"], world["landmarks68"]
     target = flat_targets(batch, order)
     if render_mix > 0:
-      true_coeffs = fm_lib.split_coeffs(target, lay, order)
-      renders, masks = jax.vmap(lambda c: _render_prediction(fm, c, cam, res))(true_coeffs)
-      images = mix_in_renders(images, renders, masks, rng, render_mix)
+      renders, masks = render_mix_lib.true_renders(batch, config.data, res)
+      images = render_mix_lib.mix_in_renders(images, renders, masks, rng, render_mix)
     mean, std = state["coeff_mean"], state["coeff_std"]
 
     def loss_fn(params):
@@ -144,7 +124,7 @@ def train_step(config):
       terms["landmark"] = recon.landmark_loss(lm, true_lm, res)
       total = total + lc.w_landmark * terms["landmark"]
       if lc.w_photo > 0:
-        rendered, mask = jax.vmap(lambda c: _render_prediction(fm, c, cam, res))(coeffs)
+        rendered, mask = jax.vmap(lambda c: render_mix_lib.render_display(fm, c, cam, res))(coeffs)
         terms["photo"] = recon.photometric_loss(rendered, images, mask * world["face_mask"])
         total = total + lc.w_photo * terms["photo"]
       if lc.w_gamma_mono > 0:

@@ -58,27 +58,6 @@ def test_rnet_trains_evaluates_and_loads(tmp_path):
   assert coeffs["exp"].shape == (4, sf.N_EXP) and lm.shape == (4, 68, 2)
 
 
-def test_render_mix_shows_renders_over_a_blurred_darkened_world():
-  """mix_in_renders: fraction 0 keeps the world images; fraction 1 shows the render inside its mask and, outside,
-  the world image blurred to 4x4 detail (checked against an independent numpy box-average) times one brightness."""
-  rng = np.random.default_rng(0)
-  images = rng.uniform(size=(3, 16, 16, 3)).astype(np.float32)
-  renders = rng.uniform(size=(3, 16, 16, 3)).astype(np.float32)
-  masks = np.zeros((3, 16, 16), np.float32)
-  masks[:, 4:12, 5:11] = 1.0
-  key = jax.random.key(1)
-  np.testing.assert_array_equal(np.asarray(rnet.mix_in_renders(images, renders, masks, key, 0.0)), images)
-  out = np.asarray(rnet.mix_in_renders(images, renders, masks, key, 1.0))
-  inside = masks[..., None] > 0
-  np.testing.assert_array_equal(np.where(inside, out, 0), np.where(inside, renders, 0))
-  coarse = images.reshape(3, 4, 4, 4, 4, 3).mean((2, 4))  # 4x4 box averages
-  for b in range(3):
-    scale = out[b, 0, 0] / np.asarray(jax.image.resize(coarse[b], (16, 16, 3), "linear"))[0, 0]
-    assert np.allclose(scale, scale[0], rtol=1e-4) and 0 <= scale[0] <= 1  # one brightness per image
-    expected = scale[0] * np.asarray(jax.image.resize(coarse[b], (16, 16, 3), "linear"))
-    np.testing.assert_allclose(out[b][~inside[b, ..., 0]], expected[~inside[b, ..., 0]], rtol=1e-4, atol=1e-6)
-
-
 def test_rnet_rejects_data_without_truth_and_bad_orders():
   with pytest.raises(ConfigError, match="synthetic"):
     rnet.validate(_config(("data.kind", "folder")))
