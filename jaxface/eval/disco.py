@@ -16,7 +16,7 @@ identity net embeds), on G_ema without truncation unless config.eval says otherw
   FID         Inception pool3 (jaxface.assets "fid_inception") of eval.fid_samples fakes vs as many reals.
 `evaluate(config, state, workdir)` runs them all, writes factor-sweep grids to workdir/samples/ and returns one
 dict (the loop writes it to workdir/eval/step_N.json).
-  python -m jaxface.eval.disco --workdir W [--step N] [--groups G] [--samples N] [--rnet R]  # re-score a checkpoint
+  python -m jaxface.eval.disco --workdir W [--step N] [--groups G] [--samples N] [--rnet R] [--idnet I]
 """
 
 import json
@@ -80,36 +80,48 @@ def _draw(gen, seed, n):
   return blocks, noise
 
 
+def _renders(gen, blocks, batch):
+  """The exact renders of λ (the imitation targets) in [-1, 1], and their landmarks."""
+  from jaxface.runs import disco  # JAX: loaded once the command runs, not for --help
+  render = jax.jit(lambda f, b: disco.render_targets(gen.experts, f, b, gen.resolution))
+  images, landmarks = [], []
+  for i in range(0, len(blocks["id"]), batch):
+    out = render(gen.frozen, {k: jnp.asarray(v[i:i + batch]) for k, v in blocks.items()})
+    images.append(np.asarray(out["image"]) * 2.0 - 1.0)
+    landmarks.append(np.asarray(out["landmarks"]))
+  return np.concatenate(images), np.concatenate(landmarks)
+
+
 def control(gen, measure, n, psi, seed=101):
   """Requested vs re-estimated factors of n fakes, and of the exact renders of the same λ (the imitation targets:
   the measuring R-Net's own error on the kind of image the generator is taught to make)."""
-  from jaxface.runs import disco  # JAX: loaded once the command runs, not for --help
   blocks, noise = _draw(gen, seed, n)
   fakes = _generate(gen, blocks, noise, psi)
-  render = jax.jit(lambda f, b: disco.render_targets(gen.experts, f, b, gen.resolution))
-  renders, landmarks = [], []
-  for i in range(0, n, measure.batch):
-    out = render(gen.frozen, {k: jnp.asarray(v[i:i + measure.batch]) for k, v in blocks.items()})
-    renders.append(np.asarray(out["image"]) * 2.0 - 1.0)
-    landmarks.append(np.asarray(out["landmarks"]))
-  lm = np.concatenate(landmarks)
+  renders, lm = _renders(gen, blocks, measure.batch)
   return (control_errors(measure.recon(fakes), blocks, lm, gen.resolution),
-          control_errors(measure.recon(np.concatenate(renders)), blocks, lm, gen.resolution))
+          control_errors(measure.recon(renders), blocks, lm, gen.resolution))
 
 
 def identity_consistency(gen, measure, n, psi, seed=202):
-  """Mean identity cosine of fake pairs sharing identity (and ε) but not pose / expression / light."""
+  """Mean identity cosine of fake pairs sharing identity (and ε) but not pose / expression / light, and of fakes
+  of different identities; the same of the exact renders of those λ ("render": what the identity net can tell
+  apart in images that look like the imitation targets)."""
   blocks, noise = _draw(gen, seed, n)
-  base = measure.embed(_generate(gen, blocks, noise, psi))
+  images = {"fake": lambda b: _generate(gen, b, noise, psi), "render": lambda b: _renders(gen, b, measure.batch)[0]}
   out = {}
-  for factor, name in (("angle", "pose"), ("exp", "expression"), ("gamma", "light")):
-    other = dict(blocks)
-    other.update(gen.factor_blocks(factor, seed + 1000 + len(out), n))
-    emb = measure.embed(_generate(gen, other, noise, psi))
-    out[name] = float(np.mean(np.sum(base * emb, -1)))
-  shuffled = np.roll(base, 1, axis=0)
-  out["different_identity"] = float(np.mean(np.sum(base * shuffled, -1)))
-  out["mean_same_identity"] = float(np.mean([out["pose"], out["expression"], out["light"]]))
+  for kind, make in images.items():
+    base = measure.embed(make(blocks))
+    scores = {}
+    for i, (factor, name) in enumerate((("angle", "pose"), ("exp", "expression"), ("gamma", "light"))):
+      other = dict(blocks)
+      other.update(gen.factor_blocks(factor, seed + 1000 + i, n))
+      scores[name] = float(np.mean(np.sum(base * measure.embed(make(other)), -1)))
+    scores["different_identity"] = float(np.mean(np.sum(base * np.roll(base, 1, axis=0), -1)))
+    scores["mean_same_identity"] = float(np.mean([scores["pose"], scores["expression"], scores["light"]]))
+    if kind == "fake":
+      out.update(scores)
+    else:
+      out["render"] = scores
   return out
 
 
@@ -233,6 +245,10 @@ def summarize(r):
   i = r["identity"]
   lines.append(f"  identity cos across pose/exp/light: {i['pose']:.3f}/{i['expression']:.3f}/{i['light']:.3f} "
                f"(different identities {i['different_identity']:.3f})")
+  if "render" in i:  # older eval files have none
+    f = i["render"]
+    lines.append(f"  the same on the exact renders of those λ: {f['pose']:.3f}/{f['expression']:.3f}/"
+                 f"{f['light']:.3f} (different identities {f['different_identity']:.3f})")
   if "identity_ratio" in r:
     lines.append(f"  vs real same-identity {r['identity_real']['mean_same_identity']:.3f}: ratio "
                  f"{r['identity_ratio']:.3f}")
@@ -264,6 +280,8 @@ def main(argv=None):
                  help="control and identity samples (default: the config's eval.control_samples)")
   p.add_argument("--rnet", default=None, help="measure with this configs/rnet.py workdir's R-Net (same architecture; "
                  "e.g. one trained with render_mix) instead of the generator's own; eval files get a suffix")
+  p.add_argument("--idnet", default=None, help="measure identity with this configs/idnet.py workdir's net (same "
+                 "architecture; e.g. one trained with render_mix) instead of the generator's own")
   args = p.parse_args(sys.argv[1:] if argv is None else argv)
   if args.step is not None and args.step < 0:
     raise UserError(f"--step {args.step}: checkpoint steps are >= 0.")
@@ -272,14 +290,16 @@ def main(argv=None):
       raise UserError(f"--{name} {getattr(args, name)}: needs at least 2.")
   from jaxface.runs.disco_generator import Generator  # JAX: loaded once the command runs, not for --help
   gen = Generator.load(args.workdir, args.step)
-  gen = gen.measure_with(args.rnet) if args.rnet else gen
+  gen = gen.measure_with(args.rnet, args.idnet)
   with gen.config.unlocked():
     gen.config.eval.groups = args.groups or gen.config.eval.groups
     gen.config.eval.control_samples = args.samples or gen.config.eval.control_samples
   results = evaluate_generator(gen, args.workdir)
   os.makedirs(os.path.join(args.workdir, "eval"), exist_ok=True)
-  tag = f"_rnet_{os.path.basename(os.path.normpath(args.rnet))}" if args.rnet else ""
+  tag = "".join(f"_{name}_{os.path.basename(os.path.normpath(path))}"
+                for name, path in (("rnet", args.rnet), ("idnet", args.idnet)) if path)
   results["measured_with"] = args.rnet or "the generator's own R-Net"
+  results["identity_measured_with"] = args.idnet or "the generator's own identity net"
   path = os.path.join(args.workdir, "eval", f"step_{gen.step}{tag}.json")
   with open(path, "w") as f:
     json.dump(results, f, indent=2)

@@ -102,6 +102,8 @@ def parse_args(argv):
   p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
   p.add_argument("--rnet", default=None, help="embed and measure with this configs/rnet.py workdir's R-Net (same "
                  "architecture as the generator's; e.g. one trained with render_mix)")
+  p.add_argument("--idnet", default=None, help="measure identity with this configs/idnet.py workdir's net (same "
+                 "architecture as the generator's; e.g. one trained with render_mix)")
   p.add_argument("--embed-option", action="append", default=[], metavar="FIELD=VALUE",
                  help="an embedding setting (a jaxface.edit.embed.EmbedConfig field), e.g. w_anchor=0 or noise=false")
   args = p.parse_args(argv)
@@ -130,9 +132,10 @@ def main(argv=None):
   from jaxface.edit import embed  # JAX: loaded once the command runs, not for --help
   config = embed_config(embed.EmbedConfig, args.embed_option)
   gen = Generator.load(args.workdir, args.step)
-  gen = gen.measure_with(args.rnet) if args.rnet else gen
+  gen = gen.measure_with(args.rnet, args.idnet)
   res, grid = evaluate(gen, args.num, args.steps, args.batch_size, args.yaw, config)
   res["settings"], res["measured_with"] = dataclasses.asdict(config), args.rnet or "the generator's own R-Net"
+  res["identity_measured_with"] = args.idnet or "the generator's own identity net"
   out = args.out or os.path.join(args.workdir, "eval")
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, f"embed_step_{gen.step}.json"), "w") as f:

@@ -98,9 +98,8 @@ def _load(config_json):
   if config.experts.source == "synthetic":
     check_world(config, "rnet")
     frozen["rnet"] = rnet_frozen(config.experts.rnet)
-    _, st, _ = read_run(config.experts.idnet)
     expert_config(config, "idnet")
-    frozen["idnet"] = {"params": st["params"]["net"], "batch_stats": st["batch_stats"]}
+    frozen["idnet"] = idnet_frozen(config.experts.idnet)
     if needs_parser(config):
       check_world(config, "parser")
       _, st, _ = read_run(config.experts.parser, trainer="parser")
@@ -127,6 +126,13 @@ def rnet_frozen(workdir):
   _, st, _ = read_run(workdir, trainer="rnet")
   return {"variables": {"params": st["params"], "batch_stats": st["batch_stats"]},
           "mean": st["coeff_mean"], "std": st["coeff_std"]}
+
+
+def idnet_frozen(workdir):
+  """frozen["idnet"] of a configs/idnet.py workdir's newest checkpoint: the embedding net's variables (the class
+  centres are training-only)."""
+  _, st, _ = read_run(workdir, trainer="idnet")
+  return {"params": st["params"]["net"], "batch_stats": st["batch_stats"]}
 
 
 def tree_shapes(tree):

@@ -87,14 +87,24 @@ class Generator:
       config, state, step = read_run(workdir, step, trainer="disco")
     return cls(config, state, step)
 
-  def measure_with(self, rnet_workdir):
-    """Reads images with another jaxface R-Net of the same architecture (a configs/rnet.py workdir), e.g. one
-    trained with render_mix to measure generators; the generator and its other experts stay as they are."""
-    rnet = dx.rnet_frozen(rnet_workdir)
-    if "mean" not in self.frozen["rnet"] or dx.tree_shapes(rnet) != dx.tree_shapes(self.frozen["rnet"]):
-      raise ConfigError(f"the R-Net in {rnet_workdir!r} is not the architecture this generator's R-Net has "
-                        f"({self.config.experts.bootstrap.rnet}); train the measuring R-Net from that config.")
-    self.frozen = dict(self.frozen, rnet=jax.tree.map(jnp.asarray, rnet))
+  def measure_with(self, rnet_workdir=None, idnet_workdir=None):
+    """Reads images with another jaxface R-Net and/or identity net of the same architecture (configs/rnet.py,
+    configs/idnet.py workdirs), e.g. ones trained with render_mix to measure generators; the generator and its
+    other experts stay as they are."""
+    swaps = {"rnet": (rnet_workdir, dx.rnet_frozen), "idnet": (idnet_workdir, dx.idnet_frozen)}
+    frozen = dict(self.frozen)
+    for name, (workdir, read) in swaps.items():
+      if not workdir:
+        continue
+      if self.config.experts.source != "synthetic":
+        raise ConfigError(f"--{name} swaps in a jaxface-trained expert; this generator's experts are "
+                          f"{self.config.experts.source!r} weights.")
+      new = read(workdir)
+      if dx.tree_shapes(new) != dx.tree_shapes(self.frozen[name]):
+        raise ConfigError(f"the {name} in {workdir!r} is not the architecture this generator's {name} has "
+                          f"({self.config.experts.bootstrap[name]}); train the measuring {name} from that config.")
+      frozen[name] = jax.tree.map(jnp.asarray, new)
+    self.frozen = frozen
     return self
 
   # --------------------------------------------------------------------------------------------- λ

@@ -75,6 +75,24 @@ def test_measuring_with_another_rnet(tiny_run):
     g.measure_with(str(wd))  # a DiscoFaceGAN workdir, not an R-Net
 
 
+def test_measuring_with_another_identity_net(tiny_run):
+  """measure_with(idnet_workdir=...) (eval.disco --idnet): the run's own identity-net workdir embeds exactly as the
+  frozen copy; another architecture or a workdir of another trainer is refused."""
+  import jaxface
+  from jaxface.eval.disco import Measure
+  wd = tiny_run["workdir"]
+  g = jaxface.Generator.load(str(wd))
+  images = np.asarray(g.generate(g.lambdas(4, seed=3), noise=0))
+  before = Measure(g).embed(images)
+  idnet_dir = json.load(open(wd / "config.json"))["experts"]["idnet"]
+  np.testing.assert_allclose(Measure(g.measure_with(idnet_workdir=idnet_dir)).embed(images), before, atol=1e-6)
+  g.frozen["idnet"] = {"params": {"other": np.zeros(3)}, "batch_stats": {}}
+  with pytest.raises(jaxface.errors.ConfigError, match="architecture"):
+    g.measure_with(idnet_workdir=idnet_dir)
+  with pytest.raises(jaxface.errors.UserError):
+    g.measure_with(idnet_workdir=json.load(open(wd / "config.json"))["experts"]["rnet"])  # an R-Net workdir
+
+
 def test_stage1_checkpoint_resumes_into_stage2_reusing_cached_experts(tiny_run):
   """The released workflow: train stage 1, then resume that checkpoint with stage 2 on. Stage 2 needs the parser,
   which the stage-1 state never held: frozen experts are re-read from their source on resume, not restored."""
