@@ -28,7 +28,7 @@ import numpy as np
 from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import UserError, cli
-from jaxface.eval.disco_references import control_errors, real_images, real_references
+from jaxface.eval.disco_references import control_errors, identity_scores, real_images, real_references
 from jaxface.eval.disentangle import FACTORS, ds_from_spreads, ds_interval, group_spreads, mean_spreads, \
     spreads as _spreads
 from jaxface.eval.fid import frechet_distance
@@ -110,14 +110,12 @@ def identity_consistency(gen, measure, n, psi, seed=202):
   images = {"fake": lambda b: _generate(gen, b, noise, psi), "render": lambda b: _renders(gen, b, measure.batch)[0]}
   out = {}
   for kind, make in images.items():
-    base = measure.embed(make(blocks))
-    scores = {}
+    changed = {}
     for i, (factor, name) in enumerate((("angle", "pose"), ("exp", "expression"), ("gamma", "light"))):
       other = dict(blocks)
       other.update(gen.factor_blocks(factor, seed + 1000 + i, n))
-      scores[name] = float(np.mean(np.sum(base * measure.embed(make(other)), -1)))
-    scores["different_identity"] = float(np.mean(np.sum(base * np.roll(base, 1, axis=0), -1)))
-    scores["mean_same_identity"] = float(np.mean([scores["pose"], scores["expression"], scores["light"]]))
+      changed[name] = measure.embed(make(other))
+    scores = identity_scores(measure.embed(make(blocks)), changed)
     if kind == "fake":
       out.update(scores)
     else:
@@ -242,16 +240,15 @@ def summarize(r):
     lines.append(f"  R-Net on the exact renders of the same λ: yaw {f['yaw_err_deg_median']:.2f} deg, pitch "
                  f"{f['pitch_err_deg_median']:.2f} deg, landmarks {f['landmark_err_pct_mean']:.2f}%, light "
                  f"{f['light_err_mean_abs']:.4f}")
-  i = r["identity"]
-  lines.append(f"  identity cos across pose/exp/light: {i['pose']:.3f}/{i['expression']:.3f}/{i['light']:.3f} "
-               f"(different identities {i['different_identity']:.3f})")
-  if "render" in i:  # older eval files have none
-    f = i["render"]
-    lines.append(f"  the same on the exact renders of those λ: {f['pose']:.3f}/{f['expression']:.3f}/"
-                 f"{f['light']:.3f} (different identities {f['different_identity']:.3f})")
+  for label, i in (("identity cos across pose/exp/light", r["identity"]),
+                   ("the same on the exact renders of those λ", r["identity"].get("render")),
+                   ("the same on real images", r.get("identity_real"))):
+    if i:  # older eval files lack the render and AUC entries
+      auc = f", verification AUC {i['verification_auc']:.3f}" if "verification_auc" in i else ""
+      lines.append(f"  {label}: {i['pose']:.3f}/{i['expression']:.3f}/{i['light']:.3f} (different identities "
+                   f"{i['different_identity']:.3f}{auc})")
   if "identity_ratio" in r:
-    lines.append(f"  vs real same-identity {r['identity_real']['mean_same_identity']:.3f}: ratio "
-                 f"{r['identity_ratio']:.3f}")
+    lines.append(f"  same-identity ratio to real: {r['identity_ratio']:.3f}")
   d = r["disentanglement"]
   interval = (" (90% interval, groups resampled: {:.3g}-{:.3g})".format(*d["ds_mean_interval90"])
               if "ds_mean_interval90" in d else "")  # older eval files have none

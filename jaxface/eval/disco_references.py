@@ -7,6 +7,7 @@ import numpy as np
 
 from jaxface.cli import lazy_import
 from jaxface.eval.disentangle import FACTORS, spreads as _spreads
+from jaxface.eval.identity import roc_auc
 
 jax = lazy_import("jax")  # imported on first use: `--help` and argument mistakes answer without loading JAX
 jnp = lazy_import("jax.numpy")
@@ -60,6 +61,22 @@ WORLD_FACTOR_KEYS = {"exp": ("exp",), "gamma": ("gamma",), "angle": ("angle",)}
 HELDOUT = 2_000_000_000  # world indices far from anything trained on
 
 
+def identity_scores(base, changed):
+  """Identity cosines of unit embeddings `base` [N, E] with `changed` {"pose"|"expression"|"light": [N, E]} (the
+  same identities, one factor changed), their mean, the cosine of different identities (`base` against itself
+  shifted by one), and the verification ROC-AUC of same- against different-identity pairs: how clearly the
+  identity net tells the two apart, not only how high the same-identity cosine is."""
+  same = {name: np.sum(base * emb, -1) for name, emb in changed.items()}
+  different = np.sum(base * np.roll(base, 1, 0), -1)
+  out = {name: float(np.mean(v)) for name, v in same.items()}
+  out["different_identity"] = float(np.mean(different))
+  out["mean_same_identity"] = float(np.mean(list(out.values())[:len(same)]))
+  positives = np.concatenate(list(same.values()))
+  out["verification_auc"] = roc_auc(np.concatenate([positives, different]),
+                                    np.concatenate([np.ones(len(positives)), np.zeros(len(different))]))
+  return out
+
+
 def real_references(config, measure, groups, size, n):
   """On the synthetic world: R-Net's control floor, real same-identity cosine, real DS groups and spreads."""
   per = measure.batch
@@ -83,10 +100,8 @@ def real_references(config, measure, groups, size, n):
     other = [replace_factors(f, world_sample(config, HELDOUT + 10_000 * (j + 1) + i), WORLD_FACTOR_KEYS[factor])
              for i, f in enumerate(facts)]
     emb = measure.embed(np.concatenate([world_images(config, other[i:i + per])[0] for i in range(0, n, per)]))
-    same[name] = float(np.mean(np.sum(base * emb, -1)))
-  same["different_identity"] = float(np.mean(np.sum(base * np.roll(base, 1, 0), -1)))
-  same["mean_same_identity"] = float(np.mean([same["pose"], same["expression"], same["light"]]))
-  out["identity_real"] = same
+    same[name] = emb
+  out["identity_real"] = identity_scores(base, same)
   # Real spread (normalizer): random real images in groups; and real DS groups (one true factor varies).
   out["real_spread"] = _spreads(measure.attributes(base_imgs[:groups * size]), groups, size) \
       if n >= groups * size else None
