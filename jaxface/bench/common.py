@@ -4,14 +4,17 @@ Every benchmark prints a table and appends one JSON line per result to `bench/re
 (device, commit, config, figure). Timings are only comparable within one run.
 """
 
+import contextlib
 import datetime
 import json
 import os
 import subprocess
+import tempfile
 import time
 
 import jax
 import numpy as np
+from jax.experimental.compilation_cache import compilation_cache
 
 RESULTS = os.environ.get("JAXFACE_BENCH_RESULTS", os.path.join("bench", "results.jsonl"))
 
@@ -77,6 +80,61 @@ def flops_of(jitted_fn, *args, **kwargs):
     cost = cost[0] if cost else {}
   flops = (cost or {}).get("flops")
   return float(flops) if flops and flops > 0 else None
+
+
+def mfu_fields(flops, step_s, batch, peak, peak_source):
+  """Row fields of a step of `flops` FLOPs taking `step_s` seconds on `batch` images, against a roofline of `peak`
+  FLOP/s (jaxface/bench/peak.py): GFLOP per image, MFU in percent, the peak and how it was obtained. A figure that
+  needs an unknown (None) FLOP count or peak is None."""
+  return dict(gflops_per_img=flops / batch / 1e9 if flops else None,
+              mfu_pct=100 * flops / step_s / peak if (flops and peak) else None,
+              peak_gflops=peak / 1e9 if peak else None, peak_source=peak_source)
+
+
+# The options that decide whether and where compiled programs persist.
+_CACHE_OPTIONS = ("jax_compilation_cache_dir", "jax_enable_compilation_cache",
+                  "jax_persistent_cache_min_compile_time_secs", "jax_persistent_cache_min_entry_size_bytes")
+
+
+@contextlib.contextmanager
+def persistent_cache(path):
+  """Inside, compiled programs persist in `path` and only there, however small or quick to compile (path None: no
+  persistent cache at all); the process's own cache settings come back on the way out. JAX opens its cache once
+  per process, on the first compile that asks for it, so it is reset on the way in and on the way out."""
+  saved = {k: getattr(jax.config, k) for k in _CACHE_OPTIONS}
+  try:
+    jax.config.update("jax_enable_compilation_cache", path is not None)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    compilation_cache.reset_cache()
+    yield
+  finally:
+    for k, v in saved.items():
+      jax.config.update(k, v)
+    compilation_cache.reset_cache()
+
+
+def _compile_seconds(jitted_fn, args, kwargs):
+  jax.clear_caches()  # else the program is found traced, lowered and compiled in memory
+  t0 = time.perf_counter()
+  jitted_fn.lower(*args, **kwargs).compile()
+  return time.perf_counter() - t0
+
+
+def compile_seconds(jitted_fn, *args, **kwargs):
+  """(cold, cached): seconds to trace, lower and compile `jitted_fn` for these arguments, what its first call costs
+  on top of running it. Cold compiles with no persistent compilation cache; cached compiles again from a fresh
+  temporary cache that a compile in between wrote (None when that wrote no entry: JAX skips programs with host
+  callbacks). Clears JAX's in-memory caches first (not XLA's own, such as GPU autotuning results); the program stays
+  compiled in memory, so its next call or compile does not compile again."""
+  with persistent_cache(None):
+    cold = _compile_seconds(jitted_fn, args, kwargs)
+  with tempfile.TemporaryDirectory(prefix="jaxface-compile-") as path, persistent_cache(path):
+    _compile_seconds(jitted_fn, args, kwargs)  # writes the entry
+    written = any(name.endswith("-cache") for name in os.listdir(path))  # JAX names an entry <key>-cache
+    cached = _compile_seconds(jitted_fn, args, kwargs)
+  return cold, cached if written else None
 
 
 def record(bench, config, figures, path=RESULTS):

@@ -19,6 +19,18 @@ ratio = full img/s / plain img/s; share = (render + experts) / full. The parts r
 estimate (inside the step XLA may fuse or overlap them). The plain step of both stages is one program (all
 weights 0); it is timed once when the two lower to the same HLO.
 
+Each row also carries, for the full step:
+  gflops_per_img    its FLOPs (XLA's cost analysis of the compiled step, pairs included) / batch_size
+  mfu_pct           its FLOP/s against the roofline of jaxface/bench/peak.py (measured on CPUs, the vendor's dense
+                    peak for compute_dtype on accelerators), as jaxface.bench.train reports it
+  peak_gflops, peak_source   that roofline and how it was obtained (None and the reason when unknown)
+  compile_s         seconds to trace, lower and compile it (what its first call costs on top of running), with no
+                    persistent compilation cache: the cold cost
+  compile_s_cached  the same, from a fresh persistent cache the bench wrote the program to: what a rerun pays with
+                    the cache jaxface.parallel.enable_compilation_cache sets up (None when JAX wrote no entry)
+MFU and FLOPs are None where the cost analysis is unavailable. The compiles clear JAX's in-memory caches, not XLA's
+own (GPU autotuning results), so stage 2's cold compile may reuse what stage 1's tuned.
+
 Missing synthetic experts are bootstrapped into $JAXFACE_CACHE/experts on the first run (disco.prepare), as for
 training. Timings depend on the experts' shapes, not their weights: --bootstrap-steps N trains missing
 bootstraps for only N steps (in their own cache entries), which makes a GPU preset benchable in minutes.
@@ -38,6 +50,7 @@ jax = lazy_import("jax")
 jnp = lazy_import("jax.numpy")
 parallel = lazy_import("jaxface.parallel")
 common = lazy_import("jaxface.bench.common")
+peak_lib = lazy_import("jaxface.bench.peak")
 imitative = lazy_import("jaxface.losses.imitative")
 disco = lazy_import("jaxface.train.disco")
 dx = lazy_import("jaxface.runs.disco_experts")
@@ -49,7 +62,8 @@ PHASES = ((1, False, True), (2, False, True))  # (stage, pixel phase, R1)
 METHOD_WEIGHTS = ("w_lm", "w_lm_stage2", "w_gamma", "w_id", "w_skin", "w_pix", "w_exp_warp", "w_gamma_change",
                   "w_pose", "w_id_contrast")
 COLUMNS = ["phase", "resolution", "batch", "step_ms", "img_per_s", "plain_ms", "plain_img_per_s", "ratio",
-           "render_ms", "experts_ms", "share", "pair_images"]
+           "render_ms", "experts_ms", "share", "pair_images", "gflops_per_img", "mfu_pct", "compile_s",
+           "compile_s_cached"]
 
 
 def plain_config(config):
@@ -123,8 +137,8 @@ def _images(key, n, res):
 
 
 def measure(config, steps=10, warmup=2, log=print):
-  """Rows {phase, step_ms, img_per_s, plain_ms, plain_img_per_s, ratio, render_ms, experts_ms, share, ...}, one
-  per entry of PHASES. `config` must have gone through disco.prepare (its experts resolved)."""
+  """Rows {phase, step_ms, img_per_s, plain_ms, plain_img_per_s, ratio, render_ms, experts_ms, share, mfu_pct,
+  compile_s, ...}, one per entry of PHASES. `config` must have gone through disco.prepare (its experts resolved)."""
   plain = plain_config(config)
   mesh = parallel.make_mesh(config.mesh)
   parallel.check_batch_size(config.batch_size, mesh)
@@ -137,6 +151,7 @@ def measure(config, steps=10, warmup=2, log=print):
   experts, kinds = dx.functions(config), disco._pair_kinds(config)
   b, res, n_pairs = config.batch_size, config.model.resolution, config.schedule.pairs
   rows, plain_secs = [], {}
+  peak = peak_lib.roofline(config.compute_dtype)  # (FLOP/s, source)
   with jax.set_mesh(mesh):
     state = plan.create()
     batch = parallel.to_global(next(disco.make_data(config)), mesh)
@@ -145,6 +160,10 @@ def measure(config, steps=10, warmup=2, log=print):
     for ph in PHASES:
       stage = ph[0]
       log(f"[bench.disco] phase {ph}: full step")
+      # Compiled first, on clear in-memory caches: the cold figure is the real first call's. The program stays
+      # compiled, so the FLOP count and the timed steps compile nothing.
+      compile_sec, compile_sec_cached = common.compile_seconds(full_fn, state, batch, rng, phase=ph)
+      flops = common.flops_of(full_fn, state, batch, rng, phase=ph)
       full_sec, state = common.time_steps(full_fn, state, batch, rng, ph, steps, warmup)
       same = [p for p in plain_secs if plain_hlo[p] == plain_hlo[ph]]
       if same:
@@ -171,7 +190,8 @@ def measure(config, steps=10, warmup=2, log=print):
           plain_ms=plain_sec * 1e3, plain_img_per_s=b / plain_sec, ratio=plain_sec / full_sec,
           render_ms=render_sec * 1e3, experts_ms=experts_sec * 1e3, share=(render_sec + experts_sec) / full_sec,
           pair_images=pair_images, img_per_s_with_pairs=(b + pair_images) / full_sec,
-          plain_shared=bool(same)))
+          plain_shared=bool(same), **common.mfu_fields(flops, full_sec, b, *peak), compile_s=compile_sec,
+          compile_s_cached=compile_sec_cached))
   return rows
 
 
@@ -202,7 +222,9 @@ def main(argv=None):
          "compute_dtype": config.compute_dtype, "bootstrap_steps": args.bootstrap_steps}
   for row in rows:
     common.record("disco", dict(cfg, phase=row["phase"]), {k: v for k, v in row.items() if k != "phase"})
-  print(f"device: {common.device_name()} x{jax.device_count()}, config: {args.config} {' '.join(rest)}")
+  peak_gflops, peak_source = rows[0]["peak_gflops"], rows[0]["peak_source"]
+  print(f"device: {common.device_name()} x{jax.device_count()}, config: {args.config} {' '.join(rest)}, peak: "
+        + (f"{peak_gflops:.4g} GFLOP/s ({peak_source})" if peak_gflops else peak_source))
   common.print_table(rows, COLUMNS)
   return rows
 

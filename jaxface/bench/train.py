@@ -59,14 +59,10 @@ def run(config, steps):
     jax.block_until_ready(state)
     pipe_step = (time.perf_counter() - t0) / n
   b = config.batch_size
-  peak, peak_source = peak_lib.roofline(config.compute_dtype)
-  flops_per_img = flops / b if flops else None
   row = dict(
       img_per_s=b / mem_step, img_per_s_pipeline=b / pipe_step, step_ms=mem_step * 1e3,
       step_ms_pipeline=pipe_step * 1e3, pipeline_overhead_pct=100 * (pipe_step / mem_step - 1),
-      gflops_per_img=flops_per_img / 1e9 if flops_per_img else None,
-      mfu_pct=100 * flops_per_img * (b / mem_step) / peak if (flops_per_img and peak) else None,
-      peak_gflops=peak / 1e9 if peak else None, peak_source=peak_source,
+      **common.mfu_fields(flops, mem_step, b, *peak_lib.roofline(config.compute_dtype)),
       phases={str(k): v * 1e3 for k, v in secs.items()})
   return row
 
