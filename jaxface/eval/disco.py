@@ -29,7 +29,7 @@ from jaxface import cli as cli_lib
 from jaxface.cli import lazy_import
 from jaxface.errors import UserError, cli
 from jaxface.eval.disco_references import control_errors, identity_scores, real_images, real_references
-from jaxface.eval.disentangle import FACTORS, ds_from_spreads, ds_interval, group_spreads, mean_spreads, \
+from jaxface.eval.disentangle import FACTORS, ds_from_spreads, ds_intervals, group_spreads, mean_spreads, \
     spreads as _spreads
 from jaxface.eval.fid import frechet_distance
 from jaxface.runs.disco_factors import ANGLES
@@ -178,7 +178,9 @@ def evaluate_generator(gen, workdir=None):
     imgs = real_images(config, int(e.groups) * int(e.group_size))
     real_spread = _spreads(measure.attributes(imgs), int(e.groups), int(e.group_size))
     out["disentanglement"] = ds_from_spreads(spreads, real_spread)
-  out["disentanglement"]["ds_mean_interval90"] = ds_interval(per_group, real_spread)
+  intervals = ds_intervals(per_group, real_spread)
+  out["disentanglement"]["ds_mean_interval90"] = intervals.pop("mean")
+  out["disentanglement"]["ds_interval90"] = intervals
   bar.update()
   out["spreads"] = spreads
   if int(e.fid_samples) > 0:
@@ -252,8 +254,9 @@ def summarize(r):
   d = r["disentanglement"]
   interval = (" (90% interval, groups resampled: {:.3g}-{:.3g})".format(*d["ds_mean_interval90"])
               if "ds_mean_interval90" in d else "")  # older eval files have none
-  lines.append("  DS: " + ", ".join(f"{k} {v:.3g}" for k, v in d["ds"].items()) + f"; mean {d['ds_mean']:.3g}"
-               + interval)
+  per = d.get("ds_interval90", {})  # older eval files have none
+  lines.append("  DS: " + ", ".join(f"{k} {v:.3g}" + (" ({:.3g}-{:.3g})".format(*per[k]) if k in per else "")
+                                    for k, v in d["ds"].items()) + f"; mean {d['ds_mean']:.3g}" + interval)
   if "disentanglement_real" in r:
     lines.append(f"  DS of real groups: mean {r['disentanglement_real']['ds_mean']:.3g}")
   if "fid" in r:

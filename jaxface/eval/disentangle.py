@@ -33,20 +33,25 @@ def mean_spreads(per_group):
   return {f: {a: float(np.mean(v)) for a, v in attrs.items()} for f, attrs in per_group.items()}
 
 
-def ds_interval(per_group, real_spread, level=0.9, draws=2000, seed=0):
-  """Bootstrap interval of the mean DS: {factor: {attr: [G]}} per-group spreads, each factor's groups resampled
-  with replacement (the real-image normalizer held fixed). Returns [low, high] at `level`."""
+def ds_intervals(per_group, real_spread, level=0.9, draws=2000, seed=0):
+  """Bootstrap intervals of the DS: {factor: {attr: [G]}} per-group spreads, each factor's groups resampled with
+  replacement (the real-image normalizer held fixed). Returns {"mean": [low, high], factor: [low, high], ...} at
+  `level`: the mean DS's interval and each factor's (a change that helps one factor and hurts another shows in
+  these, not in the mean)."""
   rng = np.random.default_rng(seed)
-  means = []
+  draws_of = {"mean": []}
   for _ in range(draws):
     resampled = {}
     for f, attrs in per_group.items():
       g = len(next(iter(attrs.values())))
       pick = rng.integers(0, g, g)
       resampled[f] = {a: v[pick] for a, v in attrs.items()}
-    means.append(ds_from_spreads(mean_spreads(resampled), real_spread)["ds_mean"])
-  low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-  return [float(low), float(high)]
+    d = ds_from_spreads(mean_spreads(resampled), real_spread)
+    draws_of["mean"].append(d["ds_mean"])
+    for f, v in d["ds"].items():
+      draws_of.setdefault(f, []).append(v)
+  q = [(1 - level) / 2, (1 + level) / 2]
+  return {k: [float(x) for x in np.quantile(v, q)] for k, v in draws_of.items()}
 
 
 def ds_from_spreads(spreads, real_spread):

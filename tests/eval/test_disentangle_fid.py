@@ -29,15 +29,16 @@ def test_ds_bootstrap_interval_over_groups():
   that matches an independent resampling loop and narrows with more groups."""
   real = {"id": 1.0, "exp": 1.0, "gamma": 1.0, "angle": 1.0}
   same = {"exp": {"id": np.full(8, 0.5), "exp": np.full(8, 2.0), "gamma": np.full(8, 0.5), "angle": np.full(8, 1.0)}}
-  lo, hi = disentangle.ds_interval(same, real)
-  np.testing.assert_allclose([lo, hi], [(2 / 0.5) * (2 / 0.5) * 2] * 2, rtol=1e-9)
+  intervals = disentangle.ds_intervals(same, real)
+  np.testing.assert_allclose(intervals["mean"], [(2 / 0.5) * (2 / 0.5) * 2] * 2, rtol=1e-9)
+  assert intervals["exp"] == intervals["mean"]  # one factor: its DS is the mean
 
   rng = np.random.default_rng(3)
   def groups(n):
     return {"exp": {a: rng.uniform(0.5, 1.5, n) * (3.0 if a == "exp" else 1.0) for a in real}}
   few = groups(16)
   point = disentangle.ds_from_spreads({f: {a: v.mean() for a, v in d.items()} for f, d in few.items()}, real)
-  lo, hi = disentangle.ds_interval(few, real, draws=4000, seed=1)
+  lo, hi = disentangle.ds_intervals(few, real, draws=4000, seed=1)["mean"]
   assert lo < point["ds_mean"] < hi
   ref, r = [], np.random.default_rng(7)  # an independent loop over the same definition
   for _ in range(4000):
@@ -45,8 +46,26 @@ def test_ds_bootstrap_interval_over_groups():
     m = {a: few["exp"][a][pick].mean() for a in real}
     ref.append(m["exp"] ** 3 / (m["id"] * m["gamma"] * m["angle"]))
   np.testing.assert_allclose([lo, hi], np.quantile(ref, [0.05, 0.95]), rtol=0.05)
-  lo_many, hi_many = disentangle.ds_interval(groups(256), real)
+  lo_many, hi_many = disentangle.ds_intervals(groups(256), real)["mean"]
   assert hi_many - lo_many < (hi - lo) / 2
+
+
+def test_ds_intervals_per_factor():
+  """Two factors, one spread-out and one fixed: each factor's interval is its own resampling (the fixed one a
+  point), and the mean's lies between theirs."""
+  real = {"id": 1.0, "exp": 1.0, "gamma": 1.0, "angle": 1.0}
+  rng = np.random.default_rng(5)
+  groups = {"exp": {a: rng.uniform(0.5, 1.5, 32) * (3.0 if a == "exp" else 1.0) for a in real},
+            "gamma": {a: np.full(32, 2.0 if a == "gamma" else 1.0) for a in real}}
+  out = disentangle.ds_intervals(groups, real, draws=3000, seed=2)
+  np.testing.assert_allclose(out["gamma"], [8.0, 8.0], rtol=1e-9)  # (2/1)^3, nothing to resample
+  ref, r = [], np.random.default_rng(9)  # an independent loop for the spread-out factor
+  for _ in range(3000):
+    pick = r.integers(0, 32, 32)
+    m = {a: groups["exp"][a][pick].mean() for a in real}
+    ref.append(m["exp"] ** 3 / (m["id"] * m["gamma"] * m["angle"]))
+  np.testing.assert_allclose(out["exp"], np.quantile(ref, [0.05, 0.95]), rtol=0.05)
+  np.testing.assert_allclose(out["mean"], (np.asarray(out["exp"]) + 8.0) / 2, rtol=1e-9)
 
 
 def test_frechet_distance_matches_an_eigenvalue_reference():
