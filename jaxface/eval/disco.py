@@ -47,6 +47,9 @@ class Measure:
     ex, self.frozen = gen.experts, gen.frozen
     self._recon = jax.jit(ex.recon)  # the weights are arguments, not constants compiled into the program
     self._embed = jax.jit(ex.identity)
+    from jaxface.runs import disco  # JAX: loaded once the command runs, not for --help
+    # One program for every batch of renders the evaluation asks for (control and identity both render).
+    self._render = jax.jit(lambda f, b: disco.render_targets(ex, f, b, gen.resolution))
     self.batch = int(gen.config.eval.batch_size)
 
   def _batched(self, fn, images):
@@ -59,6 +62,15 @@ class Measure:
 
   def embed(self, images):
     return self._batched(self._embed, images)
+
+  def renders(self, blocks):
+    """The exact renders of λ (the imitation targets) in [-1, 1], and their landmarks."""
+    images, landmarks = [], []
+    for i in range(0, len(blocks["id"]), self.batch):
+      out = self._render(self.frozen, {k: jnp.asarray(v[i:i + self.batch]) for k, v in blocks.items()})
+      images.append(np.asarray(out["image"]) * 2.0 - 1.0)
+      landmarks.append(np.asarray(out["landmarks"]))
+    return np.concatenate(images), np.concatenate(landmarks)
 
   def attributes(self, images):
     r = self.recon(images)
@@ -80,24 +92,12 @@ def _draw(gen, seed, n):
   return blocks, noise
 
 
-def _renders(gen, blocks, batch):
-  """The exact renders of λ (the imitation targets) in [-1, 1], and their landmarks."""
-  from jaxface.runs import disco  # JAX: loaded once the command runs, not for --help
-  render = jax.jit(lambda f, b: disco.render_targets(gen.experts, f, b, gen.resolution))
-  images, landmarks = [], []
-  for i in range(0, len(blocks["id"]), batch):
-    out = render(gen.frozen, {k: jnp.asarray(v[i:i + batch]) for k, v in blocks.items()})
-    images.append(np.asarray(out["image"]) * 2.0 - 1.0)
-    landmarks.append(np.asarray(out["landmarks"]))
-  return np.concatenate(images), np.concatenate(landmarks)
-
-
 def control(gen, measure, n, psi, seed=101):
   """Requested vs re-estimated factors of n fakes, and of the exact renders of the same λ (the imitation targets:
   the measuring R-Net's own error on the kind of image the generator is taught to make)."""
   blocks, noise = _draw(gen, seed, n)
   fakes = _generate(gen, blocks, noise, psi)
-  renders, lm = _renders(gen, blocks, measure.batch)
+  renders, lm = measure.renders(blocks)
   return (control_errors(measure.recon(fakes), blocks, lm, gen.resolution),
           control_errors(measure.recon(renders), blocks, lm, gen.resolution))
 
@@ -107,7 +107,7 @@ def identity_consistency(gen, measure, n, psi, seed=202):
   of different identities; the same of the exact renders of those λ ("render": what the identity net can tell
   apart in images that look like the imitation targets)."""
   blocks, noise = _draw(gen, seed, n)
-  images = {"fake": lambda b: _generate(gen, b, noise, psi), "render": lambda b: _renders(gen, b, measure.batch)[0]}
+  images = {"fake": lambda b: _generate(gen, b, noise, psi), "render": lambda b: measure.renders(b)[0]}
   out = {}
   for kind, make in images.items():
     changed = {}
