@@ -127,7 +127,9 @@ def get_config(arg=""):
       w_id=3.0,  # identity: masked fake vs render, 1 - cos clipped below at id_clip
       # 1 - cos is clipped below at this (released 0.3 for FaceNet: "need clip! IMPORTANT"). The synthetic identity
       # net is tighter (same identity 1 - cos ~0.04, different ~0.33), so 0.3 would silence the loss there.
-      id_clip=0.3 if real else 0.1,  # identity loss floor (see above)
+      # cpu64: 0, with an identity expert that also learned from bare renders (its bootstrap's render_mix): against
+      # that net the render-like fakes' 1 - cos is 0.001-0.02, so a floor of 0.1 left the term without gradient.
+      id_clip=0.3 if real else 0.0 if preset == "cpu64" else 0.1,  # identity loss floor (see above)
       w_skin=20.0,  # mean colour inside the render mask
       w_exp_warp=10.0,  # stage 2: expression pair, flow-warped consistency outside the changed face
       w_gamma_change=10.0,  # stage 2: lighting pair, hair + identity + landmark consistency
@@ -216,7 +218,8 @@ BOOTSTRAPS["cpu64"] = {name: (spec, dict(overrides)) for name, (spec, overrides)
 for _name, _extra in {"rnet": {"total_steps": 1500, "optim/warmup_steps": 50, "eval/num_samples": 256,
                                "log/every_steps": 100, "ckpt/every_steps": 500},
                       "idnet": {"total_steps": 600, "idnet/num_train_identities": 400, "optim/warmup_steps": 30,
-                                "eval/num_pairs": 200, "log/every_steps": 100, "ckpt/every_steps": 300},
+                                "eval/num_pairs": 200, "log/every_steps": 100, "ckpt/every_steps": 300,
+                                "render_mix": 0.5},
                       "parser": {"total_steps": 300, "log/every_steps": 50, "ckpt/every_steps": 300}}.items():
   BOOTSTRAPS["cpu64"][_name][1].update(_extra)
 BOOTSTRAPS.update({
