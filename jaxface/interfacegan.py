@@ -25,12 +25,17 @@ the bundled DiscoFaceGAN reference generator pretrained/disco_cpu64 (jaxface/run
 space: z, w (before truncation) or wp (W+, after truncation). A DiscoFaceGAN's z is its whole input, λ (identity,
 texture, expression, angles in radians, lighting) then ε, not renormalised; its truncation defaults to none
 (jaxface/runs/disco_latents.py says why). --predictor is a
-registered name (brightness, rgb, toy_colour, world_attributes, and whatever other jaxface modules register),
-NAME@PATH for a registered predictor that loads from a workdir, or package.module:attribute. world_attributes is
+registered name (brightness, rgb, toy_colour, world_attributes, world_coefficients, and whatever other jaxface
+modules register), NAME@PATH for a registered predictor that loads from a workdir, package.module:attribute, or
+several joined by '+' (the first to score an attribute reads it). world_attributes is
 the synthetic world's attribute predictor (glasses, smile, hair_lightness, gender, age, skin_tone, light_x, yaw;
 configs/attributes.py):
 `--predictor world_attributes` uses the bootstrap in $JAXFACE_CACHE (trained on first use, minutes on a CPU),
-`--predictor world_attributes@workdirs/attributes` a run of your own. Mistakes print `error: ...` and exit 2.
+`--predictor world_attributes@workdirs/attributes` a run of your own. world_coefficients applies the world's
+own formulas to R-Net's read-back of the 3DMM coefficients (smile, gender, age, skin_tone, light_x, yaw, pitch),
+with the R-Net bundled in pretrained/disco_cpu64 or `world_coefficients@RNET_WORKDIR`; it reads smile, which the
+attribute CNN never learned at 64x64. `--predictor world_coefficients+world_attributes` adds the CNN's glasses and
+hair_lightness. Mistakes print `error: ...` and exit 2.
 """
 
 import json
@@ -58,6 +63,18 @@ def world_attributes(workdir=None):
 
 
 predictors.register_predictor("world_attributes", world_attributes, takes_path=True)
+
+
+def world_coefficients(rnet_workdir=None):
+  """The world's attributes computed from R-Net's read-back of an image's 3DMM coefficients (smile, gender, age,
+  skin_tone, light_x, yaw, pitch; jaxface/runs/coefficient_attributes.py), with the bundled reference generator's
+  R-Net or that of a configs/rnet.py workdir."""
+  from jaxface.runs import coefficient_attributes  # JAX: only once a command needs the predictor
+  return predictors.Predictor(coefficient_attributes.load(rnet_workdir), coefficient_attributes.SCORE_NAMES,
+                              batch_size=64)
+
+
+predictors.register_predictor("world_coefficients", world_coefficients, takes_path=True)
 
 
 def _generator(args):
@@ -272,7 +289,8 @@ def _generator_flags(p):
   p.add_argument("--seed", type=int, default=0, help="seed for sampled latent codes")
   p.add_argument("-s", "--latent-space-type", default="z", help="latent space: z, w or wp (W+)")
   p.add_argument("--predictor", default=None,
-                 help="attribute predictor: a registered name, NAME@WORKDIR, or package.module:attr")
+                 help="attribute predictor: a registered name, NAME@WORKDIR, package.module:attr, or several "
+                      "joined by +")
   p.add_argument("--attributes", default=None, help="comma-separated subset of the predictor's attributes")
 
 

@@ -6,6 +6,8 @@ registered predictor that loads from a path (e.g. `world_attributes@workdirs/att
 `package.module:attr`, where attr is a `Predictor`, a callable with an `attribute_names` attribute, or a
 zero-argument factory that returns a `Predictor` (so a predictor can load its weights lazily). `@` cannot occur
 in a registry name or a Python module path, so `NAME@PATH` never reads as `module:attr`, whatever PATH holds.
+`A+B+...` joins several into one predictor: A's attributes, then those of B (and so on) that the ones before it
+lack (an attribute two of them score is read by the first); a '+' inside a path cannot be given this way.
 
 Registered here: brightness, rgb, toy_colour (pixel statistics for tests and smoke runs). The CLI
 (jaxface/interfacegan.py) registers world_attributes, the synthetic world's attribute predictor
@@ -88,8 +90,30 @@ def predictor_names():
   return sorted(_REGISTRY)
 
 
+def combine(parts):
+  """Predictors -> one Predictor: every attribute of the first, then each later one's attributes that the ones
+  before it lack (the first to score an attribute reads it)."""
+  names, picks = [], []
+  for p in parts:
+    cols = [i for i, n in enumerate(p.names) if n not in names]
+    names += [p.names[i] for i in cols]
+    picks.append((p, cols))
+
+  def fn(images):
+    return np.concatenate([p(images)[:, cols] for p, cols in picks if cols], -1)
+
+  return Predictor(fn, tuple(names), batch_size=min(p.batch_size for p in parts))
+
+
 def get_predictor(spec):
-  """A registry name, `NAME@PATH` or `package.module:attribute` -> Predictor (see module docstring)."""
+  """A registry name, `NAME@PATH`, `package.module:attribute`, or several of them joined by '+' -> Predictor
+  (see module docstring)."""
+  if "+" in spec:
+    parts = spec.split("+")
+    if not all(parts):
+      raise UserError(f"--predictor {spec!r}: an empty name around '+'; join predictors as A+B, e.g. "
+                      f"world_coefficients+world_attributes.")
+    return combine([get_predictor(part) for part in parts])
   name, at, path = spec.partition("@")
   if spec in _REGISTRY:
     obj = _REGISTRY[spec]()
