@@ -1,8 +1,8 @@
 """The bundled reference generator (pretrained/disco_cpu64) loads from the checkout alone, with no training or
 expert workdir, and turns heads with the yaw it is asked for, as the bundled R-Net reads them. That R-Net is an
 independent measuring one (trained from scratch on world images and bare renders, configs/rnet.py render_mix;
-the generator never trained against it): it reads a requested ±30° back as -30.0° / +30.4° (median of eight
-identities, docs/results_disco.md)."""
+the generator never trained against it): it reads a requested ±30° back as -28.1° / +26.0° (median of eight
+identities; the worst identity -23.6° / +23.4°, docs/results_disco.md)."""
 
 import time
 
