@@ -11,12 +11,12 @@ Presets (the string after the colon):
                 that turn with the requested yaw (R-Net yaw error 3.2 deg median, 5.6 by an independent R-Net;
                 a frontal-only generator scores 13-16); see docs/results_disco.md.
   cpu64         The CPU reference run: 64x64, the CPU recipe, imitation alone to 36 kimg, the adversarial phase
-                with the expert terms to 56 kimg, then the contrastive stage to 66 kimg (8,250 steps); resumable,
-                hours on 2 cores. Measured against the same run without the stage, the stage makes light edits
-                leave the other factors alone (Disentanglement Score 130 against 95, intervals apart) and keeps
-                heads within ~4 deg of a requested +-30 deg yaw; 500 steps more of it under-turn them
-                (docs/results_disco.md). The bundled pretrained/disco_cpu64 is this recipe's generator; its first
-                56 kimg had an earlier form of stage 1 (docs/results_disco.md).
+                with the expert terms to 56 kimg, then the contrastive stage to 66 kimg (8,250 steps); resumable;
+                2 h 05 min on 2 shared CPU cores from an empty cache, experts included (independent R-Net: yaw
+                2.9 deg, pitch 2.3). Against the same steps without the stage, the stage makes light edits leave
+                the other factors alone (Disentanglement Score 130 against 95, intervals apart); 250 steps more of
+                it under-turn heads at +-30 deg (docs/results_disco.md). The bundled pretrained/disco_cpu64 is this
+                recipe's generator; its first 56 kimg had an earlier form of stage 1 (docs/results_disco.md).
                   python -m jaxface.main --config configs/disco.py:cpu64 --workdir workdirs/disco_cpu64
 CPU recipe (default, cpu64, tiny), each departure from the released recipe measured in docs/results_disco.md:
   λ standardised with equal energy per factor (model.lambda_norm="factor"), 2 mapping layers into a 256-wide W
