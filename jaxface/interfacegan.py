@@ -33,9 +33,9 @@ configs/attributes.py):
 `--predictor world_attributes` uses the bootstrap in $JAXFACE_CACHE (trained on first use, minutes on a CPU),
 `--predictor world_attributes@workdirs/attributes` a run of your own. world_coefficients applies the world's
 own formulas to R-Net's read-back of the 3DMM coefficients (smile, gender, age, skin_tone, light_x, yaw, pitch),
-with the R-Net bundled in pretrained/disco_cpu64 or `world_coefficients@RNET_WORKDIR`; it reads smile, which the
-attribute CNN never learned at 64x64. `--predictor world_coefficients+world_attributes` adds the CNN's glasses and
-hair_lightness. Mistakes print `error: ...` and exit 2.
+with the R-Net bundled in pretrained/disco_cpu64 or `world_coefficients@RNET_WORKDIR` (at 64x64 its smile and
+age columns carry almost nothing: R-Net barely reads expression there). `--predictor
+world_coefficients+world_attributes` adds the CNN's glasses and hair_lightness. Mistakes print `error: ...` and exit 2.
 """
 
 import json

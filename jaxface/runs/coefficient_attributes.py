@@ -3,10 +3,12 @@
 The world defines smile, skin tone, key-light side, yaw and pitch as functions of a face's 3DMM coefficients, and
 its gender-like and age-like factors enter the identity and texture coefficients linearly
 (data/synthetic_factors.py). R-Net reads those coefficients back from an image, so applying the world's own
-formulas to its read-back scores any image of a face on the world's terms, including attributes a trained
-attribute CNN never learned at 64x64 (smile: configs/attributes.py). Scores, in SCORE_NAMES order:
+formulas to its read-back scores any image of a face on the world's terms, as well as R-Net reads the coefficients
+(at 64x64 and the bundled R-Net's size: yaw, pitch, skin tone and light well, gender-like fairly, expression and
+so smile hardly at all; docs/results_interfacegan.md). Scores, in SCORE_NAMES order:
   smile      mean of the smile_l / smile_r expression units
-  gender     gender-like factor, the world's least-squares read-out from (id, tex) (synthetic_factors.gender_age_readout)
+  gender     gender-like factor, the world's least-squares read-out from (id, tex)
+             (synthetic_factors.gender_age_readout)
   age        age-like factor, the same read-out (noisier: ~0.48 of its variance is linear in the coefficients)
   skin_tone  the albedo's lightness coefficient tex[0]
   light_x    the key light's horizontal component (-mean over colours of the band-1 x SH coefficient)
