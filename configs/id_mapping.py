@@ -1,8 +1,10 @@
 r"""Identity disentanglement by mapping into a pretrained StyleGAN's W space (Nitzan et al. 2020).
 
 Only the attribute encoder, the mapper and a W discriminator train; the generator, the identity network and the
-landmark network stay frozen (jaxface/train/id_mapping.py). The generator is a
-trained jaxface StyleGAN2 workdir (configs/stylegan2.py), named with gen=PATH or --config.generator.workdir.
+landmark network stay frozen (jaxface/train/id_mapping.py). The generator, named with
+gen=PATH or --config.generator.workdir, is a trained jaxface StyleGAN2 workdir (configs/stylegan2.py) or a
+DiscoFaceGAN one (configs/disco.py, a training workdir or an exported folder such as the bundled
+pretrained/disco_cpu64); the mapper maps into its W.
 
 Presets (the string after the colon):
   synthetic  (default) CPU, a StyleGAN2 trained on the synthetic world (configs/stylegan2.py:world64, 64x64, w 64):
@@ -48,7 +50,7 @@ def get_config(arg=""):
   config.log.num_samples = 4 if tiny else 8  # swap grid: this many identities x this many attribute images
 
   config.generator = ml_collections.ConfigDict(dict(
-      workdir=args.gen,  # a trained configs/stylegan2.py workdir (frozen); required
+      workdir=args.gen,  # a trained configs/stylegan2.py or configs/disco.py workdir, or an export (frozen); required
       step=-1,  # its checkpoint step; -1 = the newest (filled in at start)
       fingerprint="",  # filled in at start: the generator's parameter fingerprint (jaxface.swap checks it)
   ))
@@ -59,8 +61,10 @@ def get_config(arg=""):
       path="",  # folder of generated (image, w) pairs; empty = generated into $JAXFACE_CACHE on first use
       num_images=70_000 if faithful else 64 if tiny else 10_000,  # generated training images (paper: 70K)
       num_val=1000 if faithful else 16 if tiny else 500,  # further generated images held out for evaluation
-      truncation_psi=0.7,  # truncation of the generated data (the original's generate_fake_data default)
-      truncation_layers=8,  # truncated style layers from the first (the original: 8)
+      # truncation of the generated data; -1 = the generator kind's default: a StyleGAN2 0.7 on the first 8 layers
+      # (the original's generate_fake_data), a DiscoFaceGAN 1.0 (none: truncating w would shrink the pose range λ sets)
+      truncation_psi=-1.0,
+      truncation_layers=-1,  # truncated style layers from the first; -1 = the kind's default (above)
       seed=0,  # z seed of the generated images
   ))
 

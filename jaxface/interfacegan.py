@@ -32,8 +32,8 @@ the synthetic world's attribute predictor (glasses, smile, hair_lightness, gende
 configs/attributes.py):
 `--predictor world_attributes` uses the bootstrap in $JAXFACE_CACHE (trained on first use, minutes on a CPU),
 `--predictor world_attributes@workdirs/attributes` a run of your own. world_coefficients applies the world's
-own formulas to R-Net's read-back of the 3DMM coefficients (smile, gender, age, skin_tone, light_x, yaw, pitch),
-with the R-Net bundled in pretrained/disco_cpu64 or `world_coefficients@RNET_WORKDIR` (at 64x64 its smile and
+own formulas to R-Net's read-back of the 3DMM coefficients (smile, gender, age, skin_tone, light_x, yaw, pitch,
+roll), with the R-Net bundled in pretrained/disco_cpu64 or `world_coefficients@RNET_WORKDIR` (at 64x64 its smile and
 age columns carry almost nothing: R-Net barely reads expression there). `--predictor
 world_coefficients+world_attributes` adds the CNN's glasses and hair_lightness. Mistakes print `error: ...` and exit 2.
 """
@@ -67,8 +67,8 @@ predictors.register_predictor("world_attributes", world_attributes, takes_path=T
 
 def world_coefficients(rnet_workdir=None):
   """The world's attributes computed from R-Net's read-back of an image's 3DMM coefficients (smile, gender, age,
-  skin_tone, light_x, yaw, pitch; jaxface/runs/coefficient_attributes.py), with the bundled reference generator's
-  R-Net or that of a configs/rnet.py workdir."""
+  skin_tone, light_x, yaw, pitch, roll; jaxface/runs/coefficient_attributes.py), with the bundled reference
+  generator's R-Net or that of a configs/rnet.py workdir."""
   from jaxface.runs import coefficient_attributes  # JAX: only once a command needs the predictor
   return predictors.Predictor(coefficient_attributes.load(rnet_workdir), coefficient_attributes.SCORE_NAMES,
                               batch_size=64)
@@ -250,7 +250,8 @@ def rescore(args):
   matrix = ifg.rescoring_matrix(before, after)
   score_std = before.std(0)
   result = {"edits": rows, "attributes": names, "distance": args.distance,  # matrix[edit][attribute]
-            "space": space, "layers": layers, "num": int(codes.shape[0]), "matrix": matrix.tolist(), "score_std": score_std.tolist()}
+            "space": space, "layers": layers, "num": int(codes.shape[0]),
+            "matrix": matrix.tolist(), "score_std": score_std.tolist()}
   margins = ifg.dominance_margins(matrix, score_std, rows, names) if set(rows) & set(names) else None
   if margins:  # the edits named after attributes: their block in score-std units and its dominance margins
     finite = lambda v: [float(x) if np.isfinite(x) else None for x in v]  # noqa: E731  (JSON has no inf)

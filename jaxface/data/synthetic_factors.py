@@ -227,13 +227,15 @@ def coefficient_attributes(exp, tex, gamma, angle):
   """The attributes the world defines as functions of a face's coefficients (numpy, any leading batch axes):
   smile (mean of the two smile units), skin_tone (the albedo's lightness coefficient tex[0]; the skin cluster sets
   it), light_x (the key light's horizontal component: -mean over colours of the band-1 x coefficient, see
-  _light's convention), yaw and pitch in degrees. `attributes` reads the labels with it, and an R-Net's
-  read-back of an image's coefficients gives the same attributes of that image (runs/coefficient_attributes.py)."""
+  _light's convention), yaw, pitch and roll (the in-plane tilt) in degrees. `attributes` reads the labels with it,
+  and an R-Net's read-back of an image's coefficients gives the same attributes of that image
+  (runs/coefficient_attributes.py)."""
   exp, tex, gamma, angle = (np.asarray(a, np.float64) for a in (exp, tex, gamma, angle))
   unit = {n: i for i, n in enumerate(mp468_bases.EXPRESSIONS)}
   bands = gamma.reshape(gamma.shape[:-1] + (3, 9))
   return {"smile": 0.5 * (exp[..., unit["smile_l"]] + exp[..., unit["smile_r"]]), "skin_tone": tex[..., 0],
-          "light_x": -bands[..., 3].mean(-1), "yaw": np.rad2deg(angle[..., 1]), "pitch": np.rad2deg(angle[..., 0])}
+          "light_x": -bands[..., 3].mean(-1), "yaw": np.rad2deg(angle[..., 1]), "pitch": np.rad2deg(angle[..., 0]),
+          "roll": np.rad2deg(angle[..., 2])}
 
 
 def gender_age_readout(num_identities=4096, cfg=None):

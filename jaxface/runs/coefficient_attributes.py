@@ -1,6 +1,6 @@
 """The synthetic world's attributes read through R-Net: InterFaceGAN's `world_coefficients` predictor.
 
-The world defines smile, skin tone, key-light side, yaw and pitch as functions of a face's 3DMM coefficients, and
+The world defines smile, skin tone, key-light side, yaw, pitch and roll as functions of a face's 3DMM coefficients, and
 its gender-like and age-like factors enter the identity and texture coefficients linearly
 (data/synthetic_factors.py). R-Net reads those coefficients back from an image, so applying the world's own
 formulas to its read-back scores any image of a face on the world's terms, as well as R-Net reads the coefficients
@@ -13,6 +13,7 @@ so smile hardly at all; docs/results_interfacegan.md). Scores, in SCORE_NAMES or
   skin_tone  the albedo's lightness coefficient tex[0]
   light_x    the key light's horizontal component (-mean over colours of the band-1 x SH coefficient)
   yaw, pitch head angles in degrees
+  roll       the head's in-plane tilt in degrees
 The R-Net is the one bundled with the reference generator (pretrained/disco_cpu64: trained on world images and bare
 renders, never trained against by that generator), or that of a configs/rnet.py workdir of the same architecture.
 """
@@ -24,7 +25,7 @@ import numpy as np
 
 from jaxface.data import synthetic_factors as sf
 
-SCORE_NAMES = ("smile", "gender", "age", "skin_tone", "light_x", "yaw", "pitch")
+SCORE_NAMES = ("smile", "gender", "age", "skin_tone", "light_x", "yaw", "pitch", "roll")
 
 
 def scores_from_coefficients(coeffs, readout):

@@ -53,6 +53,7 @@ class DiscoLatents(latent_codes.LatentGenerator):
     if not 0 <= self.truncation_layers <= self.num_ws:
       raise UserError(f"--truncation-layers {truncation_layers}: this generator has {self.num_ws} style layers; "
                       f"pass 0 to {self.num_ws}.")
+    self.module, self.params = gen.G, gen.params  # the synthesis network and its weights, as a StyleGAN2's
     self._w_avg = None
     G, cut, num_ws, lam_dim = gen.G, self.truncation_layers, self.num_ws, self.lambda_dim
     self._map = jax.jit(lambda params, frozen, z: G.apply(

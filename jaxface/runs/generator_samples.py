@@ -1,4 +1,5 @@
-"""Datasets of (image, w) pairs sampled from a trained jaxface StyleGAN2: what a latent-space method trains on.
+"""Datasets of (image, w) pairs sampled from a trained generator with a mapping network (a jaxface StyleGAN2 or
+DiscoFaceGAN, runs/latent_generators.py): what a latent-space method trains on.
 
 `generate(gen, folder, num, ...)` writes
   images.npy  uint8 [N, R, R, 3]        (memory-mapped when read; 10K 64x64 images are 120 MB)
@@ -6,7 +7,9 @@
                                           `truncation_layers` layers, as the original's generate_fake_data)
   meta.json   the generator's workdir, step and fingerprint, psi, layers, seed, N: `open_samples` refuses a
               folder made from another generator
-Rows are a pure function of (generator, seed, row): z = renormalised N(0, I) from default_rng([seed, row]).
+Rows are a pure function of (generator, seed, row) for a StyleGAN2: z = renormalised N(0, I) from
+default_rng([seed, row]). A generator whose z is not a direction (DiscoFaceGAN: λ from its factor priors ‖ ε)
+draws all N codes with its own sampler, so there a row depends on (generator, seed, N).
 Written to a temporary name and renamed at the end, so an interrupted run never leaves a half dataset.
 """
 
@@ -37,9 +40,17 @@ def _z(seed, start, stop, dim):
   return ifg.renormalize_z(z).astype(np.float32)
 
 
+def _codes_fn(gen, num, seed):
+  """(start, stop) -> z rows of the dataset (module docstring)."""
+  if gen.RENORMALIZE_Z:
+    return lambda start, stop: _z(seed, start, stop, gen.z_dim)
+  z = gen.sample_z(num, seed)
+  return lambda start, stop: z[start:stop]
+
+
 def generate(gen, folder, num, seed=0, batch=64, log=print):
-  """Samples `num` (image, W+) pairs of `gen` (a jaxface.runs.stylegan2.LoadedGenerator, whose truncation psi
-  and layers apply) into `folder`."""
+  """Samples `num` (image, W+) pairs of `gen` (a runs/latent_codes.py LatentGenerator, whose truncation psi and
+  layers apply) into `folder`."""
   if num < 1:
     raise DataError(f"asked for {num} generated images; need at least 1.")
   tmp = folder.rstrip("/") + ".partial"
@@ -48,9 +59,10 @@ def generate(gen, folder, num, seed=0, batch=64, log=print):
   r, L, d = gen.resolution, gen.num_ws, gen.w_dim
   images = np.lib.format.open_memmap(os.path.join(tmp, "images.npy"), "w+", np.uint8, (num, r, r, 3))
   ws = np.lib.format.open_memmap(os.path.join(tmp, "ws.npy"), "w+", np.float32, (num, L, d))
+  codes = _codes_fn(gen, num, seed)
   for start in range(0, num, batch):
     stop = min(num, start + batch)
-    w = gen.map(_z(seed, start, stop, gen.z_dim))
+    w = gen.map(codes(start, stop))
     wp = gen.truncate(w)
     out = gen.synthesize(wp, "wp")
     images[start:stop] = latent_codes.postprocess(out["image"])

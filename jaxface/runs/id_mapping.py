@@ -1,6 +1,6 @@
-"""A trained identity mapping (Nitzan et al.): the frozen StyleGAN2 it maps into, the mapper a config builds,
-the swap function, and `load_run(workdir)` (config, state with the mapper and the frozen networks, generator),
-checked against the generator it was trained with. Training: jaxface/train/id_mapping.py.
+"""A trained identity mapping (Nitzan et al.): the frozen generator it maps into (a StyleGAN2's or a DiscoFaceGAN's
+W), the mapper a config builds, the swap function, and `load_run(workdir)` (config, state with the mapper and the
+frozen networks, generator), checked against the generator it was trained with. Training: jaxface/train/id_mapping.py.
 """
 
 import functools
@@ -10,27 +10,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxface import pretrained
 from jaxface.errors import CheckpointError, ConfigError
 from jaxface.models import id_mapper
 from jaxface.runs import generator_samples as gs
 from jaxface.runs import id_mapping as train_lib
 from jaxface.runs import id_mapping_experts as experts_lib
-from jaxface.runs import stylegan2
+from jaxface.runs import latent_generators
 from jaxface.runs.workdir import read_run
 
 
 @functools.lru_cache(maxsize=4)
 def _generator(workdir, step, psi, layers):
-  return stylegan2.load_generator(workdir, step=None if step < 0 else step, truncation_psi=psi,
-                                     truncation_layers=layers, batch_size=32)
+  # an exported folder holds one step, which its loader refuses to be asked for
+  step = None if step < 0 or pretrained.is_export(workdir) else step
+  return latent_generators.load(workdir, step=step, truncation_psi=None if psi < 0 else psi,
+                                truncation_layers=None if layers < 0 else layers, batch_size=32)
 
 
 def generator(config):
-  """The frozen LoadedGenerator (jaxface.runs.stylegan2) this run maps into."""
+  """The frozen `LatentGenerator` (runs/latent_generators.py: a StyleGAN2 or a DiscoFaceGAN) this run maps into."""
   g = config.generator
   if not g.workdir:
-    raise ConfigError("no generator: pass a trained configs/stylegan2.py workdir with "
-                      "--config configs/id_mapping.py:gen=DIR (or --config.generator.workdir=DIR).")
+    raise ConfigError("no generator: pass a trained configs/stylegan2.py or configs/disco.py workdir, or an exported "
+                      "DiscoFaceGAN folder such as pretrained/disco_cpu64, with --config configs/id_mapping.py:gen=DIR "
+                      "(or --config.generator.workdir=DIR).")
   d = config.samples
   return _generator(os.path.abspath(g.workdir), int(g.step), float(d.truncation_psi), int(d.truncation_layers))
 

@@ -1,5 +1,6 @@
 """Identity mapping (Nitzan et al.): the step schedule, which optimizer moves what, training end to end through
-the loop, the swap CLI, and bad input. The frozen generator is the tiny_sg2 fixture; the frozen synthetic experts
+the loop, the swap CLI, bad input, and a DiscoFaceGAN as the frozen generator (tiny_disco). The frozen generator
+is otherwise the tiny_sg2 fixture; the frozen synthetic experts
 are tiny_disco's bootstraps."""
 
 import json
@@ -126,6 +127,37 @@ def test_no_gradient_reaches_the_frozen_nets_or_the_identity_code(config):
   g_id = jax.grad(lambda a: forward(state["params"], state["frozen"], a, x)[0].sum())(x)
   g_attr = jax.grad(lambda b: forward(state["params"], state["frozen"], x, b)[0].sum())(x)
   assert float(np.abs(g_id).max()) == 0.0 and float(np.abs(g_attr).max()) > 0.0
+
+
+def test_a_discofacegan_is_mapped_into_with_its_own_sampler(tiny_disco):
+  # The generated set of a DiscoFaceGAN must come from its λ priors (z = λ ‖ ε), not from N(0, I) as a StyleGAN's
+  # does: rows are checked against the generator's own sampler, map and synthesis, then one step of each kind runs.
+  from configs import id_mapping as cfg_lib
+  from jaxface.runs import generator_samples as gs
+  from jaxface.runs import id_mapping as id_mapping_run
+  from jaxface.runs import latent_codes
+  from jaxface.train import id_mapping
+  c = cfg_lib.get_config(f"tiny,gen={tiny_disco['workdir']}")
+  c.experts.rnet, c.experts.idnet = _experts(tiny_disco)
+  c.wandb.mode = "disabled"
+  c = id_mapping.prepare(c, log=None)
+  gen = id_mapping_run.generator(c)
+  assert type(gen).__name__ == "DiscoLatents" and gen.truncation_psi == 1.0  # the kind's default: no truncation
+  images, ws, meta = gs.open_samples(c.samples.path, gen)
+  total = c.samples.num_images + c.samples.num_val
+  w = gen.map(gen.sample_z(total, c.samples.seed))
+  np.testing.assert_allclose(np.asarray(ws)[:, 0], w, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(ws), np.broadcast_to(w[:, None], ws.shape), atol=1e-5)
+  want = latent_codes.postprocess(gen.synthesize_wp(np.asarray(ws[:4])))
+  assert np.abs(np.asarray(images[:4], np.int32) - want).max() <= 1
+  assert meta["w_dim"] == gen.w_dim and meta["fingerprint"] == gs.fingerprint(gen.params)
+  state = jax.tree.map(np.asarray, dict(id_mapping.init_state(c, jax.random.key(0)), **id_mapping.constants(c)))
+  step, data = jax.jit(id_mapping.train_step(c), static_argnames="phase"), id_mapping.make_data(c)
+  for s in range(2):
+    new, metrics = step(state, next(data), jax.random.key(s), phase=id_mapping.phase(c, s))
+    assert np.isfinite(float(metrics["loss"])) and _changed(state["params"]["map"], new["params"]["map"])
+    assert not _changed(state["frozen"], jax.tree.map(np.asarray, new["frozen"]))
+    state = jax.tree.map(np.asarray, new)
 
 
 def _run(args, env=None, check=True):
