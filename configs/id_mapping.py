@@ -82,6 +82,10 @@ def get_config(arg=""):
       attr_widths=(8, 16) if tiny else (32, 64, 128, 256),  # conv encoder stage widths (each halves the size)
       mapper_hidden=(2048, 1024, 512) if faithful else (32, 32, 32) if tiny else (512, 256, 128),  # mapper MLP
       disc_hidden=(256, 128, 64) if not tiny else (16, 8),  # W discriminator MLP (original 256-128-64)
+      # w: the mapper outputs w (the original). z: it outputs the generator's input (a DiscoFaceGAN's standardised
+      # λ ‖ ε, a StyleGAN2's z) and the frozen mapping network makes w of it, so every output is a w the generator
+      # was trained to draw (a w-output mapper into a DiscoFaceGAN's 256-d W drifted off it and drew blurs)
+      target="w",
   ))
 
   lr = 5e-5 if faithful else 2e-4

@@ -20,6 +20,9 @@ from jaxface.runs import latent_generators
 from jaxface.runs.workdir import read_run
 
 
+TARGETS = ("w", "z")  # what the mapper outputs: w itself (Nitzan et al.), or z through the frozen mapping network
+
+
 @functools.lru_cache(maxsize=4)
 def _generator(workdir, step, psi, layers):
   # an exported folder holds one step, which its loader refuses to be asked for
@@ -51,14 +54,20 @@ def synthesize_fn(gen):
 
 
 def mapper_fn(config):
-  """(params, frozen, x_id, x_attr) -> (w [B, w_dim], z_id): the identity code is a constant."""
+  """(params, frozen, x_id, x_attr) -> (w [B, w_dim], z_id): the identity code is a constant. With model.target
+  "z" the mapper's output is the generator's input, turned into w by its frozen mapping network."""
   enc, mapper, _ = networks(config)
   ex = experts_lib.functions(config)
+  through_mapping = config.model.get("target", "w") == "z"  # runs older than the option mapped into w
+  module = generator(config).module
 
   def forward(params, frozen, x_id, x_attr):
     z_id = jax.lax.stop_gradient(ex.identity(frozen, x_id))
     z_attr = enc.apply({"params": params["enc"]}, x_attr).astype(jnp.float32)
-    return mapper.apply({"params": params["map"]}, jnp.concatenate([z_id, z_attr], -1)), z_id
+    out = mapper.apply({"params": params["map"]}, jnp.concatenate([z_id, z_attr], -1))
+    if through_mapping:
+      out = module.apply({"params": frozen["G"]}, out, method="map").astype(jnp.float32)
+    return out, z_id
 
   return forward
 
@@ -95,5 +104,9 @@ def networks(config):
   m = config.model
   dtype = jnp.dtype(config.compute_dtype)
   gen = generator(config)
+  target = m.get("target", "w")  # runs older than the option mapped into w
+  if target not in TARGETS:
+    raise ConfigError(f"model.target={target!r}: the mapper outputs one of {', '.join(TARGETS)}.")
+  out_dim = gen.w_dim if target == "w" else gen.z_dim
   return (id_mapper.attr_encoder(m.attr_encoder, int(m.attr_dim), m.attr_widths, dtype),
-          id_mapper.Mapper(tuple(m.mapper_hidden), gen.w_dim), id_mapper.LatentDiscriminator(tuple(m.disc_hidden)))
+          id_mapper.Mapper(tuple(m.mapper_hidden), out_dim), id_mapper.LatentDiscriminator(tuple(m.disc_hidden)))

@@ -158,6 +158,19 @@ def test_a_discofacegan_is_mapped_into_with_its_own_sampler(tiny_disco):
     assert np.isfinite(float(metrics["loss"])) and _changed(state["params"]["map"], new["params"]["map"])
     assert not _changed(state["frozen"], jax.tree.map(np.asarray, new["frozen"]))
     state = jax.tree.map(np.asarray, new)
+  # target "z": the mapper outputs standardised λ ‖ ε and the frozen mapping makes w of it; the reference is the
+  # generator's own host path from raw λ (un-standardised here by hand) and ε
+  c.model.target = "z"
+  enc, mapper, _ = id_mapping_run.networks(c)
+  params = dict(id_mapping.init_state(c, jax.random.key(1))["params"])
+  x = id_mapping_run.to_float(next(data)["id"])
+  w, z_id = id_mapping_run.mapper_fn(c)(params, state["frozen"], x, x)
+  z_attr = enc.apply({"params": params["enc"]}, x)
+  u = np.asarray(mapper.apply({"params": params["map"]}, np.concatenate([z_id, z_attr], -1)), np.float64)
+  assert u.shape[-1] == gen.z_dim
+  stats, lam_dim = gen.gen.frozen["lambda_stats"], gen.lambda_dim
+  raw = np.concatenate([u[:, :lam_dim] * np.asarray(stats["std"]) + np.asarray(stats["mean"]), u[:, lam_dim:]], -1)
+  np.testing.assert_allclose(np.asarray(w), gen.map(raw.astype(np.float32)), atol=2e-4)
 
 
 def _run(args, env=None, check=True):
