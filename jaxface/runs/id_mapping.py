@@ -23,6 +23,14 @@ from jaxface.runs.workdir import read_run
 TARGETS = ("w", "z")  # what the mapper outputs: w itself (Nitzan et al.), or z through the frozen mapping network
 
 
+def target(config):
+  """config.model.target, checked; runs older than the option mapped into w."""
+  t = config.model.get("target", "w")
+  if t not in TARGETS:
+    raise ConfigError(f"model.target={t!r}: the mapper outputs one of {', '.join(TARGETS)}.")
+  return t
+
+
 @functools.lru_cache(maxsize=4)
 def _generator(workdir, step, psi, layers):
   # an exported folder holds one step, which its loader refuses to be asked for
@@ -58,7 +66,7 @@ def mapper_fn(config):
   "z" the mapper's output is the generator's input, turned into w by its frozen mapping network."""
   enc, mapper, _ = networks(config)
   ex = experts_lib.functions(config)
-  through_mapping = config.model.get("target", "w") == "z"  # runs older than the option mapped into w
+  through_mapping = target(config) == "z"
   module = generator(config).module
 
   def forward(params, frozen, x_id, x_attr):
@@ -104,9 +112,6 @@ def networks(config):
   m = config.model
   dtype = jnp.dtype(config.compute_dtype)
   gen = generator(config)
-  target = m.get("target", "w")  # runs older than the option mapped into w
-  if target not in TARGETS:
-    raise ConfigError(f"model.target={target!r}: the mapper outputs one of {', '.join(TARGETS)}.")
-  out_dim = gen.w_dim if target == "w" else gen.z_dim
+  out_dim = gen.w_dim if target(config) == "w" else gen.z_dim
   return (id_mapper.attr_encoder(m.attr_encoder, int(m.attr_dim), m.attr_widths, dtype),
           id_mapper.Mapper(tuple(m.mapper_hidden), out_dim), id_mapper.LatentDiscriminator(tuple(m.disc_hidden)))
