@@ -63,7 +63,7 @@ def get_config(arg=""):
       num_val=1000 if faithful else 16 if tiny else 500,  # further generated images held out for evaluation
       # truncation of the generated data; -1 = the generator kind's default: a StyleGAN2 0.7 on the first 8 layers
       # (the original's generate_fake_data), a DiscoFaceGAN 1.0 (none: truncating w would shrink the pose range λ sets)
-      truncation_psi=-1.0,
+      truncation_psi=-1.0,  # ψ of that truncation (see above); 1.0 = none
       truncation_layers=-1,  # truncated style layers from the first; -1 = the kind's default (above)
       seed=0,  # z seed of the generated images
   ))
@@ -85,7 +85,7 @@ def get_config(arg=""):
       # w: the mapper outputs w (the original). z: it outputs the generator's input (a DiscoFaceGAN's standardised
       # λ ‖ ε, a StyleGAN2's z) and the frozen mapping network makes w of it, so every output is a w the generator
       # was trained to draw (a w-output mapper into a DiscoFaceGAN's 256-d W drifted off it and drew blurs)
-      target="w",
+      target="w",  # w | z (see above)
   ))
 
   lr = 5e-5 if faithful else 2e-4
