@@ -49,6 +49,7 @@ from jaxface.errors import cli
 jax = lazy_import("jax")
 jnp = lazy_import("jax.numpy")
 parallel = lazy_import("jaxface.parallel")
+programs = lazy_import("jaxface.programs")
 common = lazy_import("jaxface.bench.common")
 peak_lib = lazy_import("jaxface.bench.peak")
 imitative = lazy_import("jaxface.losses.imitative")
@@ -145,7 +146,7 @@ def measure(config, steps=10, warmup=2, log=print):
   rng = jax.random.key(config.seed)
   plan = loop.plan_state(disco, config, mesh, rng)
   shardings = plan.shardings
-  jit_step = lambda cfg: jax.jit(disco.train_step(cfg), donate_argnums=(0,),
+  jit_step = lambda cfg: programs.jit(disco.train_step(cfg), donate_argnums=(0,),
                                  out_shardings=(shardings, parallel.replicated(mesh)), static_argnames=("phase",))
   full_fn, plain_fn = jit_step(config), jit_step(plain)
   experts, kinds = dx.functions(config), disco._pair_kinds(config)

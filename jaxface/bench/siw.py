@@ -20,6 +20,7 @@ from jaxface.errors import cli
 # Imported on first use: `--help` and argument mistakes answer without loading JAX.
 jax = lazy_import("jax")
 parallel = lazy_import("jaxface.parallel")
+programs = lazy_import("jaxface.programs")
 common = lazy_import("jaxface.bench.common")
 train_bench = lazy_import("jaxface.bench.train")
 loop = lazy_import("jaxface.train.loop")
@@ -33,7 +34,7 @@ def run(config, steps, flops=False):
   mesh = parallel.make_mesh(config.mesh)
   rng = jax.random.key(config.seed)
   plan = loop.plan_state(method, config, mesh, rng)
-  step_fn = jax.jit(method.train_step(config), donate_argnums=(0,),
+  step_fn = programs.jit(method.train_step(config), donate_argnums=(0,),
                     out_shardings=(plan.shardings, parallel.replicated(mesh)), static_argnames=("phase",))
   data = method.make_data(config)
   cycle_length = train_bench._cycle_length(config)  # pylint: disable=protected-access

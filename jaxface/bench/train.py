@@ -22,6 +22,7 @@ from jaxface.errors import cli
 # Imported on first use: `--help` and argument mistakes answer without loading JAX.
 jax = lazy_import("jax")
 parallel = lazy_import("jaxface.parallel")
+programs = lazy_import("jaxface.programs")
 common = lazy_import("jaxface.bench.common")
 peak_lib = lazy_import("jaxface.bench.peak")
 loop = lazy_import("jaxface.train.loop")
@@ -35,7 +36,7 @@ def run(config, steps):
   rng = jax.random.key(config.seed)
   plan = loop.plan_state(method, config, mesh, rng)
   shardings = plan.shardings
-  step_fn = jax.jit(method.train_step(config), donate_argnums=(0,),
+  step_fn = programs.jit(method.train_step(config), donate_argnums=(0,),
                     out_shardings=(shardings, parallel.replicated(mesh)), static_argnames=("phase",))
   data = method.make_data(config)
   with jax.set_mesh(mesh):

@@ -16,7 +16,7 @@ import json
 import jax
 import jax.numpy as jnp
 
-from jaxface import assets
+from jaxface import assets, programs
 
 MESH_SIZE = 192
 NUM_LANDMARKS = 468
@@ -58,17 +58,10 @@ def _conv(x, w, b, o, groups, dtype):
   return _act(y, o["act"])
 
 
-# XLA:CPU in jax 0.10 miscompiles some YNNPACK fusions: BlazeFace returns wrong boxes under jax.jit with
-# default flags (the face mesh does not, but it shares the risk). Compiling these graphs with YNNPACK
-# fusions off is exact; the option is per computation, so nothing else in the process is affected.
-CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-
-
 def jit(fn, **kwargs):
-  """jax.jit that, on CPU, compiles with the YNNPACK fusions disabled (see above)."""
-  if jax.default_backend() == "cpu":
-    kwargs.setdefault("compiler_options", CPU_COMPILER_OPTIONS)
-  return jax.jit(fn, **kwargs)
+  """jax.jit with YNNPACK fusions off on CPU (jaxface.programs): XLA:CPU in jax 0.10 miscompiles some of them
+  (BlazeFace returns wrong boxes under jax.jit with default flags; the face mesh does not, but shares the risk)."""
+  return programs.jit(fn, **kwargs)
 
 
 def run_graph(graph, params, *inputs, dtype=jnp.float32):

@@ -1,17 +1,17 @@
 """StyleGAN2's resampling: the separable FIR filter (upfirdn2d, as stylegan2-ada-pytorch `torch_utils/ops`),
-2x up/down-sampling, and the resampling convolution (`conv2d_resample`), with two equivalent implementations
-of the stride-2 up-conv (a transposed conv, or four phase convs). Layout NHWC, kernels HWIO; every conv is a
-correlation with its kernel on the (upsampled) grid, as in models/layers.py.
+2x up/down-sampling, and the resampling convolution (`conv2d_resample`) on the convolutions of models/conv.py
+(derivatives of every order stay on XLA's fast paths). Layout NHWC, kernels HWIO; every conv is a correlation
+with its kernel on the (upsampled) grid, as in models/layers.py.
 """
 
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxface.models import conv as conv_lib
 
-CONV_LAYOUT = ("NHWC", "HWIO", "NHWC")  # lax.conv_general_dilated dimension numbers
+
 FIR_TAPS = (1.0, 3.0, 3.0, 1.0)  # StyleGAN2's resampling filter, applied separably (outer product = 4x4)
 
 
@@ -111,59 +111,17 @@ def downsample2d(x, f=None, down=2):
   return upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
 
 
-UP_IMPLS = ("transposed", "phases")
+def transposed_conv2x(x, w):
+  """Stride-2 transposed conv with correlation semantics: zero-insert x (interior), pad by k-1, correlate with w.
+  Output [B, 2H+k-2, 2W+k-2, O]: the adjoint of a stride-2 VALID conv with the flipped, in/out-swapped kernel, so
+  its derivatives are the fast forms of models/conv.py (XLA's own weight gradient of it takes a slow loop on CPU)."""
+  k = w.shape[0]
+  h, wd = x.shape[1:3]
+  return conv_lib.conv_transpose(x, jnp.flip(w, (0, 1)).swapaxes(2, 3), 2, ((0, 0), (0, 0)),
+                                 (2 * h + k - 2, 2 * wd + k - 2))
 
 
-def default_up_impl():
-  """XLA:CPU runs the weight gradient of an input-dilated conv through a slow generic loop (~60x slower than
-  a plain conv at 32x32x128), so CPU uses the polyphase form; GPU/TPU lower the transposed conv to their
-  native backward-data kernels."""
-  return "phases" if jax.default_backend() == "cpu" else "transposed"
-
-
-def _phase_taps(k):
-  """Stride-2 transposed conv, output phase p in {0,1}: [(tap j, input offset d)] with out[2a+p] += x[a+d] w[j].
-  Within a phase the taps step by 2 and the offsets by 1, so each phase is an ordinary conv."""
-  return {p: [(j, (p + j - (k - 1)) // 2) for j in range(k) if (p + j - (k - 1)) % 2 == 0] for p in (0, 1)}
-
-
-def transposed_conv2x(x, w, impl=None):
-  """Stride-2 transposed conv with correlation semantics: zero-insert x (interior), pad by k-1, correlate with
-  w. Output [B, 2H+k-2, 2W+k-2, O]. Both impls do the same 9 MACs per input pixel (3x3).
-
-  impl "transposed": one input-dilated conv. impl "phases": the four output phases (row/column parity) as four
-  ordinary VALID convs at input resolution with 2x2, 2x1, 1x2 and 1x1 sub-kernels of w, interleaved after.
-  Inputs are padded explicitly: XLA:CPU also sends resized-output weight gradients to its slow loop.
-  """
-  k, _, cin, cout = w.shape
-  impl = impl or default_up_impl()
-  if impl == "transposed":
-    return lax.conv_general_dilated(x, w, (1, 1), [(k - 1, k - 1)] * 2, lhs_dilation=(2, 2),
-                                    dimension_numbers=CONV_LAYOUT)
-  if impl != "phases":
-    raise ValueError(f"up-conv impl must be one of {UP_IMPLS}, got {impl!r}")
-  b, h, wd, _ = x.shape
-  taps = _phase_taps(k)
-  lh, lw = 2 * (h - 1) + k, 2 * (wd - 1) + k  # transposed-conv output size
-  nh, nw = (lh + 1) // 2, (lw + 1) // 2  # outputs per phase
-  rows = []
-  for py in (0, 1):
-    cols = []
-    for px in (0, 1):
-      ty, tx = taps[py], taps[px]
-      if not ty or not tx:  # k = 1: odd phases get no taps
-        cols.append(jnp.zeros((b, nh, nw, cout), x.dtype))
-        continue
-      kernel = w[np.array([j for j, _ in ty])][:, np.array([j for j, _ in tx])]
-      (dy, dx), (th, tw) = (ty[0][1], tx[0][1]), kernel.shape[:2]
-      xp = jnp.pad(x, ((0, 0), (-dy, nh + th - 1 - h + dy), (-dx, nw + tw - 1 - wd + dx), (0, 0)))
-      cols.append(lax.conv_general_dilated(xp, kernel, (1, 1), "VALID", dimension_numbers=CONV_LAYOUT))
-    rows.append(jnp.stack(cols, axis=3))  # [B, nh, nw, 2 (px), O]
-  y = jnp.stack(rows, axis=2).reshape(b, 2 * nh, 2 * nw, cout)  # [B, nh, 2 (py), nw, 2 (px), O] -> interleaved
-  return y[:, :lh, :lw]
-
-
-def conv2d_resample(x, w, up=1, down=1, f=None, up_impl=None):
+def conv2d_resample(x, w, up=1, down=1, f=None):
   """Same-size 3x3/1x1 conv with optional x2 up/downsampling, matching StyleGAN2's `conv2d_resample`.
 
   up=2: a stride-2 transposed conv (a quarter of the MACs of conv-after-upsample; see `transposed_conv2x`)
@@ -181,13 +139,13 @@ def conv2d_resample(x, w, up=1, down=1, f=None, up_impl=None):
   if up > 1:
     p0 = pad + (fw + up - 1) // 2 - (k - 1)
     p1 = pad + (fw - up) // 2 - (k - up)
-    return upfirdn2d(transposed_conv2x(x, w, up_impl), f, padding=(p0, p1, p0, p1), gain=up * up)
+    return upfirdn2d(transposed_conv2x(x, w), f, padding=(p0, p1, p0, p1), gain=up * up)
   if down > 1:
     p0 = pad + (fw - down + 1) // 2
     p1 = pad + (fw - down) // 2
     if k == 1:
       x = upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
-      return lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=CONV_LAYOUT)
+      return conv_lib.conv(x, w)
     x = upfirdn2d(x, f, padding=(p0, p1, p0, p1))
-    return lax.conv_general_dilated(x, w, (down, down), "VALID", dimension_numbers=CONV_LAYOUT)
-  return lax.conv_general_dilated(x, w, (1, 1), [(pad, pad)] * 2, dimension_numbers=CONV_LAYOUT)
+    return conv_lib.conv(x, w, down)
+  return conv_lib.conv(x, w, 1, ((pad, pad), (pad, pad)))

@@ -73,7 +73,7 @@ def blend(feats, mask):
   return feats[:, 0] * m[..., 0:1] + feats[:, 1] * m[..., 1:2]
 
 
-def two_style_conv(x, weight, styles, demodulate=True, up=1, dtype=None, up_impl=None, impl="grouped"):
+def two_style_conv(x, weight, styles, demodulate=True, up=1, dtype=None, impl="grouped"):
   """The modulated conv once per style: x [B, H, W, I], styles [B, 2, I] -> [B, 2, H', W', O].
 
   impl "grouped": the style axis folded into the batch (one conv over 2B samples, the release's grouped-conv
@@ -82,10 +82,10 @@ def two_style_conv(x, weight, styles, demodulate=True, up=1, dtype=None, up_impl
   b, k = styles.shape[:2]
   if impl == "grouped":
     xx = jnp.broadcast_to(x[:, None], (b, k) + x.shape[1:]).reshape((b * k,) + x.shape[1:])
-    y = modulated_conv2d(xx, weight, styles.reshape(b * k, -1), demodulate, up, dtype, up_impl)
+    y = modulated_conv2d(xx, weight, styles.reshape(b * k, -1), demodulate, up, dtype)
     return y.reshape((b, k) + y.shape[1:])
   if impl == "vmap":
-    return jax.vmap(lambda s: modulated_conv2d(x, weight, s, demodulate, up, dtype, up_impl), in_axes=1,
+    return jax.vmap(lambda s: modulated_conv2d(x, weight, s, demodulate, up, dtype), in_axes=1,
                     out_axes=1)(styles)
   raise ValueError(f"style impl must be one of {STYLE_IMPLS}, got {impl!r}")
 
@@ -132,7 +132,6 @@ class SIWConv(nn.Module):
   spade_hidden: int = 128
   clamp: Optional[float] = None
   dtype: Any = jnp.float32
-  up_impl: Optional[str] = None
   style_impl: str = "grouped"
 
   @nn.compact
@@ -140,7 +139,7 @@ class SIWConv(nn.Module):
     cin, k = x.shape[-1], self.kernel_size
     styles = EqDense(cin, bias_init=1.0, name="affine")(w)  # [B, 2, I] float32
     weight = self.param("kernel", nn.initializers.normal(1.0), (k, k, cin, self.features), jnp.float32)
-    y = two_style_conv(x, weight, styles, True, self.up, self.dtype, self.up_impl, self.style_impl)
+    y = two_style_conv(x, weight, styles, True, self.up, self.dtype, self.style_impl)
     y = blend(y, mask)
     strength = self.param("noise_strength", nn.initializers.zeros, (), jnp.float32)
     y = _noise(y, strength, self.noise_id, noise_mode, lambda: self.make_rng("noise"))
@@ -164,7 +163,7 @@ class SIWToRGB(nn.Module):
     cin = x.shape[-1]
     styles = EqDense(cin, bias_init=1.0, name="affine")(w) * (1.0 / np.sqrt(cin))
     weight = self.param("kernel", nn.initializers.normal(1.0), (1, 1, cin, self.features), jnp.float32)
-    y = blend(two_style_conv(x, weight, styles, False, 1, jnp.float32, None, self.style_impl), mask)
+    y = blend(two_style_conv(x, weight, styles, False, 1, jnp.float32, self.style_impl), mask)
     bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
     return bias_act(y, bias, "linear", clamp=self.clamp)
 
@@ -215,7 +214,6 @@ class SIWSynthesis(nn.Module):
   spade_hidden: int = 128
   conv_clamp: Optional[float] = None
   dtype: Any = jnp.float32
-  up_impl: Optional[str] = None
   style_impl: str = "grouped"
 
   @property
@@ -235,7 +233,7 @@ class SIWSynthesis(nn.Module):
     i = 1
     for res in res_list[1:]:
       base = 2 * int(np.log2(res))
-      x = SIWConv(ch[res], up=2, noise_id=base, spade=res in tuple(self.spade_resolutions), up_impl=self.up_impl,
+      x = SIWConv(ch[res], up=2, noise_id=base, spade=res in tuple(self.spade_resolutions),
                   name=f"b{res}_conv0", **kw)(x, ws[:, :, i], mask, seg, noise_mode)
       x = SIWConv(ch[res], noise_id=base + 1, name=f"b{res}_conv1", **kw)(x, ws[:, :, i + 1], mask, seg, noise_mode)
       y = SIWToRGB(3, self.conv_clamp, self.style_impl, name=f"b{res}_torgb")(x, ws[:, :, i + 2], mask)
@@ -261,7 +259,6 @@ class SIWGenerator(nn.Module):
   spade_hidden: int = 128
   conv_clamp: Optional[float] = None
   dtype: Any = jnp.float32
-  up_impl: Optional[str] = None
   style_impl: str = "grouped"
 
   def __post_init__(self):
@@ -275,7 +272,7 @@ class SIWGenerator(nn.Module):
     self.mapping = sg2.Mapping(self.z_dim, self.w_dim, self.mapping_layers, self.mapping_lr_mul, True)
     self.synthesis = SIWSynthesis(self.resolution, self.w_dim, self.channel_base, self.channel_max,
                                   self.num_classes, tuple(self.enc_widths), tuple(self.spade_resolutions),
-                                  self.spade_hidden, self.conv_clamp, self.dtype, self.up_impl, self.style_impl)
+                                  self.spade_hidden, self.conv_clamp, self.dtype, self.style_impl)
 
   @property
   def num_ws(self):

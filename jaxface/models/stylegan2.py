@@ -84,7 +84,6 @@ class SynthesisBlock(nn.Module):
   img_channels: int = 3
   clamp: Optional[float] = None
   dtype: Any = jnp.float32
-  up_impl: Optional[str] = None
 
   @nn.compact
   def __call__(self, x, img, ws, noise_mode):
@@ -96,7 +95,7 @@ class SynthesisBlock(nn.Module):
       x = jnp.broadcast_to(const.astype(self.dtype), (ws.shape[0],) + const.shape)
     else:
       x = ModulatedConv(self.features, up=2, noise_id=base, clamp=self.clamp, dtype=self.dtype,
-                        up_impl=self.up_impl, name="conv0")(x, ws[:, i], noise_mode)
+                        name="conv0")(x, ws[:, i], noise_mode)
       i += 1
     x = ModulatedConv(self.features, noise_id=base + 1, clamp=self.clamp, dtype=self.dtype,
                       name="conv1")(x, ws[:, i], noise_mode)
@@ -115,7 +114,6 @@ class Synthesis(nn.Module):
   img_channels: int = 3
   conv_clamp: Optional[float] = None  # clip conv outputs (StyleGAN2-ADA uses 256 with fp16); None = off
   dtype: Any = jnp.float32
-  up_impl: Optional[str] = None  # up-conv algorithm, "transposed" | "phases"; None picks per backend
 
   def __post_init__(self):
     _check_resolution(self.resolution, self.channel_base, self.channel_max, "Synthesis")
@@ -139,7 +137,7 @@ class Synthesis(nn.Module):
     w_idx = 0
     for res in resolutions:
       n_conv = 1 if res == 4 else 2
-      x, img = SynthesisBlock(channels[res], res, self.img_channels, self.conv_clamp, self.dtype, self.up_impl,
+      x, img = SynthesisBlock(channels[res], res, self.img_channels, self.conv_clamp, self.dtype,
                               name=f"b{res}")(x, img, ws[:, w_idx:w_idx + n_conv + 1], noise_mode)
       w_idx += n_conv
     return img.astype(jnp.float32)
@@ -160,7 +158,6 @@ class Generator(nn.Module):
   dtype: Any = jnp.float32
   mapping_dtype: Any = jnp.float32  # the mapping is <1% of the FLOPs; float32 keeps w (and w_avg) exact
   conv_clamp: Optional[float] = None
-  up_impl: Optional[str] = None
 
   def __post_init__(self):
     _check_resolution(self.resolution, self.channel_base, self.channel_max, "Generator")
@@ -170,7 +167,7 @@ class Generator(nn.Module):
     self.mapping = Mapping(self.z_dim, self.w_dim, self.mapping_layers, self.mapping_lr_mul, self.normalize_z,
                            self.mapping_dtype)
     self.synthesis = Synthesis(self.resolution, self.w_dim, self.channel_base, self.channel_max,
-                               self.img_channels, self.conv_clamp, self.dtype, self.up_impl)
+                               self.img_channels, self.conv_clamp, self.dtype)
 
   @property
   def num_ws(self):

@@ -35,7 +35,7 @@ import numpy as np
 from jaxface import checkpoint as ckpt_lib
 from jaxface import config as config_lib
 from jaxface import metrics as metrics_lib
-from jaxface import parallel, run_guard
+from jaxface import parallel, programs, run_guard
 from jaxface.errors import UserError
 from jaxface.train import evaluators
 
@@ -169,9 +169,9 @@ def _run(config, workdir, method, mesh, plan, data, writer, checkpointer):
   writer.rewind(first_step)  # the steps after the checkpoint run again: their old rows go
 
   # ---------------------------------------------------------------------------------------------- compile
-  step_fn = jax.jit(method.train_step(config), donate_argnums=(0,), out_shardings=(shardings, repl),
+  step_fn = programs.jit(method.train_step(config), donate_argnums=(0,), out_shardings=(shardings, repl),
                     static_argnames=("phase",))
-  sample_fn = jax.jit(method.samples(config), out_shardings=repl) if hasattr(method, "samples") else None
+  sample_fn = programs.jit(method.samples(config), out_shardings=repl) if hasattr(method, "samples") else None
 
   def save(step):
     checkpointer.save(step, state, data.get_state(), {"step": step, "processes": jax.process_count()})
