@@ -4,8 +4,8 @@ step's img/s on one H100 at 256²).
 
   python -m jaxface.bench.disco --config configs/disco.py[:preset] [--steps 10] [--config.key=value ...]
 
-For the stage-1 imitative phase and the stage-2 phase (phase tuples (1, False, True) and (2, False, True): no
-pixel phase, R1 on) it times
+For the stage-1 imitative phase and, when the run reaches it, the stage-2 phase (phase tuples (1, False, True) and
+(2, False, True): no pixel phase, R1 on) it times
   full    the real step; img/s = batch_size / step time. Stage 2 also synthesizes the contrastive pairs (counted
           apart: pair_images per step, img_per_s_with_pairs).
   plain   the same step function with every imitative and contrastive weight 0: imitative_losses then calls no
@@ -139,8 +139,11 @@ def _images(key, n, res):
 
 def measure(config, steps=10, warmup=2, log=print):
   """Rows {phase, step_ms, img_per_s, plain_ms, plain_img_per_s, ratio, render_ms, experts_ms, share, mfu_pct,
-  compile_s, ...}, one per entry of PHASES. `config` must have gone through disco.prepare (its experts resolved)."""
+  compile_s, ...}, one per entry of PHASES the run reaches. `config` must have gone through disco.prepare (its experts resolved)."""
   plain = plain_config(config)
+  # Stage 2 only where the run reaches it: a preset that never does (the default) loads no stage-2 expert.
+  kimg_total = config.total_steps * config.batch_size / 1000.0
+  phases = [ph for ph in PHASES if ph[0] == 1 or config.schedule.stage2_kimg < kimg_total]
   mesh = parallel.make_mesh(config.mesh)
   parallel.check_batch_size(config.batch_size, mesh)
   rng = jax.random.key(config.seed)
@@ -157,8 +160,8 @@ def measure(config, steps=10, warmup=2, log=print):
     state = plan.create()
     batch = parallel.to_global(next(disco.make_data(config)), mesh)
     # The plain step is the same program in every stage when every weight is 0: time it once then.
-    plain_hlo = {ph: plain_fn.lower(state, batch, rng, phase=ph).as_text() for ph in PHASES}
-    for ph in PHASES:
+    plain_hlo = {ph: plain_fn.lower(state, batch, rng, phase=ph).as_text() for ph in phases}
+    for ph in phases:
       stage = ph[0]
       log(f"[bench.disco] phase {ph}: full step")
       # Compiled first, on clear in-memory caches: the cold figure is the real first call's. The program stays

@@ -264,3 +264,15 @@ def test_minibatch_stddev_bad_batch_is_user_error():
     L.minibatch_stddev(jnp.zeros((6, 4, 4, 8)), 4, 1)
   with pytest.raises(UserError, match="must divide"):
     L.minibatch_stddev(jnp.zeros((4, 4, 4, 8)), 4, 3)
+
+
+def test_gaussian_noise_is_standard_normal():
+  """The Box-Muller noise maps: moments and quantiles of N(0, 1) (z-values of the standard normal), and no
+  infinities from u1 -> 0."""
+  x = np.asarray(L.gaussian_noise(jax.random.key(3, impl="rbg"), (400_000,)), np.float64)
+  assert np.all(np.isfinite(x))
+  assert abs(x.mean()) < 0.01 and abs(x.std() - 1.0) < 0.01
+  assert abs(np.mean(x ** 3)) < 0.03 and abs(np.mean(x ** 4) - 3.0) < 0.06  # skew 0, kurtosis 3
+  probs = np.array([0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99])
+  z = np.array([-2.3263, -1.2816, -0.6745, 0.0, 0.6745, 1.2816, 2.3263])
+  np.testing.assert_allclose(np.quantile(x, probs), z, atol=0.02)
