@@ -139,11 +139,12 @@ def _images(key, n, res):
 
 def measure(config, steps=10, warmup=2, log=print):
   """Rows {phase, step_ms, img_per_s, plain_ms, plain_img_per_s, ratio, render_ms, experts_ms, share, mfu_pct,
-  compile_s, ...}, one per entry of PHASES the run reaches. `config` must have gone through disco.prepare (its experts resolved)."""
+  compile_s, ...}, one per entry of PHASES the run reaches. `config` must have gone through disco.prepare (its
+  experts resolved)."""
   plain = plain_config(config)
   # Stage 2 only where the run reaches it: a preset that never does (the default) loads no stage-2 expert.
-  kimg_total = config.total_steps * config.batch_size / 1000.0
-  phases = [ph for ph in PHASES if ph[0] == 1 or config.schedule.stage2_kimg < kimg_total]
+  last_stage = disco.phase(config, config.total_steps)[0]
+  phases = [ph for ph in PHASES if ph[0] <= last_stage]
   mesh = parallel.make_mesh(config.mesh)
   parallel.check_batch_size(config.batch_size, mesh)
   rng = jax.random.key(config.seed)

@@ -20,6 +20,7 @@ jax = lazy_import("jax")
 jnp = lazy_import("jax.numpy")
 common = lazy_import("jaxface.bench.common")
 landmarks = lazy_import("jaxface.models.landmarks")
+programs = lazy_import("jaxface.programs")
 
 
 
@@ -83,8 +84,8 @@ def main(argv=None):
     build, size = experts[name]
     fn, params = build()
     x = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (args.batch, size, size, 3)).astype(np.float32))
-    # TFLite-graph experts compile as they are used alone (landmarks.jit: exact on XLA:CPU).
-    jit = landmarks.jit if name in ("face_mesh", "blazeface") else jax.jit
+    # TFLite-graph experts compile as they are used alone (programs.jit: exact on XLA:CPU).
+    jit = programs.jit if name in ("face_mesh", "blazeface") else jax.jit
     fwd = jit(fn)
     grad = jit(jax.grad(lambda p, x: jnp.sum(fn(p, x).astype(jnp.float32) ** 2), argnums=1))
     row = {"expert": name, "batch": args.batch, "size": size, "dtype": args.dtype}

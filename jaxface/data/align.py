@@ -17,6 +17,7 @@ import functools
 import numpy as np
 from PIL import Image
 
+from jaxface import programs
 from jaxface.errors import DataError
 from jaxface.models import detector, landmarks
 
@@ -76,7 +77,7 @@ def align_with_points(image, lm5, target_size=224, rescale_factor=None, lm3d=Non
 @functools.lru_cache(maxsize=1)
 def _mesh():
   apply, params = landmarks.load()
-  return params, landmarks.jit(apply)
+  return params, programs.jit(apply)
 
 
 def face_points(image, detection=None):

@@ -29,10 +29,6 @@ from jax import lax
 CONV_LAYOUT = ("NHWC", "HWIO", "NHWC")
 
 
-def _out_size(n, k, stride, lo, hi):
-  return (n + lo + hi - k) // stride + 1
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv(x, w, stride=1, padding=((0, 0), (0, 0))):
   """Correlation of x [N,H,W,I] with w [kh,kw,I,O] at `stride` after zero `padding`: [N,Ho,Wo,O]."""
@@ -116,4 +112,4 @@ def _batch_to_minor(x):
 
 def output_size(in_hw, k_hw, stride, padding):
   """Spatial output size of `conv`."""
-  return tuple(_out_size(n, k, stride, lo, hi) for n, k, (lo, hi) in zip(in_hw, k_hw, padding))
+  return tuple((n + lo + hi - k) // stride + 1 for n, k, (lo, hi) in zip(in_hw, k_hw, padding))

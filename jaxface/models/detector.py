@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from jaxface import assets
+from jaxface import assets, programs
 from jaxface.errors import DataError
 from jaxface.models import landmarks
 
@@ -73,7 +73,7 @@ def weighted_nms(boxes, kps, scores, threshold=SCORE_THRESHOLD, iou=IOU_THRESHOL
 @functools.lru_cache(maxsize=1)
 def _model():
   params, graph = landmarks.split(assets.load_params("blazeface"))
-  return params, landmarks.jit(lambda p, x: landmarks.run_graph(graph, p, x))
+  return params, programs.jit(lambda p, x: landmarks.run_graph(graph, p, x))
 
 
 def detect(image):

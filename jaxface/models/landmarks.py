@@ -16,7 +16,7 @@ import json
 import jax
 import jax.numpy as jnp
 
-from jaxface import assets, programs
+from jaxface import assets
 
 MESH_SIZE = 192
 NUM_LANDMARKS = 468
@@ -56,12 +56,6 @@ def _conv(x, w, b, o, groups, dtype):
   if b is not None:
     y = y + b.astype(dtype)
   return _act(y, o["act"])
-
-
-def jit(fn, **kwargs):
-  """jax.jit with YNNPACK fusions off on CPU (jaxface.programs): XLA:CPU in jax 0.10 miscompiles some of them
-  (BlazeFace returns wrong boxes under jax.jit with default flags; the face mesh does not, but shares the risk)."""
-  return programs.jit(fn, **kwargs)
 
 
 def run_graph(graph, params, *inputs, dtype=jnp.float32):
@@ -142,7 +136,8 @@ def five_points(landmarks):
 
 def load(dtype=jnp.float32):
   """(apply, params) for the registry-shipped face mesh; apply(params, images) -> (landmarks, logit).
-  Jit it with `landmarks.jit` when it runs alone on CPU (inside a bigger jitted step, set
-  XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= for CPU runs)."""
+  Jit it with `jaxface.programs.jit` when it runs alone on CPU (inside a bigger jitted step, set
+  XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= for CPU runs): XLA:CPU in jax 0.10 miscompiles some YNNPACK
+  fusions (BlazeFace returns wrong boxes under a plain jax.jit; the face mesh shares the risk)."""
   params, graph = split(assets.load_params("face_landmark"))
   return (lambda p, x: face_mesh(p, graph, x, dtype)), params

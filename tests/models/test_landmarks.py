@@ -87,6 +87,7 @@ def test_blazeface_matches_litert():
 _DEFAULT_FLAGS_SCRIPT = """
 import sys, numpy as np
 from jaxface import assets
+from jaxface import programs
 from jaxface.models import landmarks
 from ai_edge_litert import interpreter as litert
 x = np.load(sys.argv[1])
@@ -94,13 +95,13 @@ it = litert.Interpreter(model_path=assets.fetch("blazeface")); it.allocate_tenso
 it.set_tensor(it.get_input_details()[0]["index"], x); it.invoke()
 ref = [it.get_tensor(o["index"]) for o in it.get_output_details()]
 params, graph = landmarks.split(assets.load_params("blazeface"))
-out = landmarks.jit(lambda p, x: landmarks.run_graph(graph, p, x))(params, x)
+out = programs.jit(lambda p, x: landmarks.run_graph(graph, p, x))(params, x)
 print(max(float(np.abs(np.asarray(o) - r).max() / np.abs(r).max()) for o, r in zip(out, ref)))
 """
 
 
 def test_blazeface_jit_with_default_xla_flags(tmp_path):
-  """Users do not set conftest's XLA flag: `landmarks.jit` must be exact without it (plain jax.jit of
+  """Users do not set conftest's XLA flag: `programs.jit` must be exact without it (plain jax.jit of
   this graph is not on XLA:CPU in jax 0.10)."""
   import os  # noqa: PLC0415
   import subprocess  # noqa: PLC0415
