@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from jaxface.errors import ConfigError
 from jaxface.models import inception
+from jaxface.models.conv import Conv
 
 LRELU = 0.2
 _KAIMING_LRELU = nn.initializers.variance_scaling(2.0 / (1.0 + LRELU**2), "fan_in", "truncated_normal")
@@ -64,10 +65,10 @@ class ConvAttrEncoder(nn.Module):
   @nn.compact
   def __call__(self, x):
     h = x.astype(self.dtype)
-    h = nn.leaky_relu(nn.Conv(self.widths[0], (3, 3), dtype=self.dtype, name="stem")(h), LRELU)
+    h = nn.leaky_relu(Conv(self.widths[0], (3, 3), dtype=self.dtype, name="stem")(h), LRELU)
     for i, width in enumerate(self.widths):
-      h = nn.leaky_relu(nn.Conv(width, (3, 3), strides=2, dtype=self.dtype, name=f"down{i}")(h), LRELU)
-      h = nn.leaky_relu(nn.Conv(width, (3, 3), dtype=self.dtype, name=f"conv{i}")(h), LRELU)
+      h = nn.leaky_relu(Conv(width, (3, 3), strides=2, dtype=self.dtype, name=f"down{i}")(h), LRELU)
+      h = nn.leaky_relu(Conv(width, (3, 3), dtype=self.dtype, name=f"conv{i}")(h), LRELU)
     h = jnp.mean(h.astype(jnp.float32), axis=(1, 2))
     return nn.Dense(self.attr_dim, name="proj")(h)
 

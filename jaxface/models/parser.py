@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxface.models.conv import Conv
 from jaxface.models.resnet import Encoder  # noqa: F401  (re-exported: the parser's backbone)
 
 
@@ -33,7 +34,7 @@ class Parser(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    conv = functools.partial(nn.Conv, dtype=self.dtype, param_dtype=jnp.float32)
+    conv = functools.partial(Conv, dtype=self.dtype, param_dtype=jnp.float32)
     norm = functools.partial(nn.BatchNorm, use_running_average=not self.train, momentum=0.9, epsilon=1e-5,
                              dtype=self.dtype, param_dtype=jnp.float32)
     x = x.astype(self.dtype) * 2.0 - 1.0

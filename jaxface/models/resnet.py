@@ -12,6 +12,8 @@ import functools
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxface.models import conv as conv_lib
+
 STAGES = {18: ((2, 2, 2, 2), "basic"), 34: ((3, 4, 6, 3), "basic"), 50: ((3, 4, 6, 3), "bottleneck"),
           101: ((3, 4, 23, 3), "bottleneck")}
 
@@ -25,7 +27,7 @@ class Block(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32)
+    conv = functools.partial(conv_lib.Conv, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32)
     norm = functools.partial(nn.BatchNorm, use_running_average=not self.train, momentum=0.9, epsilon=1e-5,
                              dtype=self.dtype, param_dtype=jnp.float32)
     s = (self.stride, self.stride)
@@ -45,8 +47,8 @@ def _stem_and_stages(x, depth, width, train, dtype):
   """The torchvision ResNet layout, built inside the calling module's compact method (so parameter names are
   conv1, bn1, layer{i}_{j} in that module): returns [stem (H/2), C2 (H/4), ..., C5 (H/32)] feature maps."""
   sizes, kind = STAGES[depth]
-  x = nn.Conv(width, (7, 7), (2, 2), [(3, 3), (3, 3)], use_bias=False, dtype=dtype, param_dtype=jnp.float32,
-              name="conv1")(x.astype(dtype))
+  x = conv_lib.Conv(width, (7, 7), (2, 2), [(3, 3), (3, 3)], use_bias=False, dtype=dtype, param_dtype=jnp.float32,
+                    name="conv1")(x.astype(dtype))
   x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32,
                    name="bn1")(x)
   stem = nn.relu(x)

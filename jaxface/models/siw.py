@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxface.errors import UserError
 from jaxface.models import stylegan2 as sg2
+from jaxface.models.conv import Conv
 from jaxface.models.layers import EqDense, NOISE_MODES, bias_act, const_noise, modulated_conv2d
 from jaxface.models.resample import upsample2d
 
@@ -104,9 +105,9 @@ class SemanticModulation(nn.Module):
   @nn.compact
   def __call__(self, seg, h, w):
     s = resize_bilinear(seg.astype(jnp.float32), h, w).astype(self.dtype)
-    a = nn.leaky_relu(nn.Conv(self.hidden, (3, 3), padding=1, dtype=self.dtype, name="shared")(s), 0.2)
-    gamma = nn.Conv(self.features, (3, 3), padding=1, dtype=self.dtype, name="gamma")(a)
-    beta = nn.Conv(self.features, (3, 3), padding=1, dtype=self.dtype, name="beta")(a)
+    a = nn.leaky_relu(Conv(self.hidden, (3, 3), padding=1, dtype=self.dtype, name="shared")(s), 0.2)
+    gamma = Conv(self.features, (3, 3), padding=1, dtype=self.dtype, name="gamma")(a)
+    beta = Conv(self.features, (3, 3), padding=1, dtype=self.dtype, name="beta")(a)
     return gamma, beta
 
 

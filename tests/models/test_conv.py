@@ -127,3 +127,68 @@ def test_a_strided_double_backward_has_no_reversed_window():
   convs = [line for line in hlo.splitlines() if " convolution(" in line]
   assert len(convs) >= 3, hlo
   assert not [line for line in convs if "reversal" in line], "\n".join(convs)
+
+
+SMALL_CASES = [  # (H, W, kh, kw, stride, padding): outputs of <= SMALL_OUTPUT positions, where patches are used
+    (2, 2, 3, 3, 1, ((1, 1), (1, 1))),
+    (1, 1, 3, 3, 1, ((1, 1), (1, 1))),
+    (4, 4, 3, 3, 2, ((1, 1), (1, 1))),
+    (3, 2, 2, 3, 2, ((0, 1), (2, 0))),
+]
+
+
+@pytest.mark.parametrize("h,w,kh,kw,stride,padding", SMALL_CASES)
+def test_patches_conv_matches_numpy_and_xla_derivatives(h, w, kh, kw, stride, padding):
+  x, k = _rand(7, 3, h, w, 5), _rand(8, kh, kw, 5, 4)
+  got = C.patches_conv(jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32), stride, padding)
+  np.testing.assert_allclose(np.asarray(got), np_conv(x, k, stride, padding), rtol=1e-4, atol=1e-4)
+  x, k = jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32)
+  ref = lambda x, k: lax.conv_general_dilated(x, k, (stride, stride), padding, dimension_numbers=LAYOUT)
+  ours = lambda x, k: C.patches_conv(x, k, stride, padding)
+  second = lambda f: jax.grad(lambda x, k: jnp.sum(jnp.sin(jax.grad(
+      lambda x: jnp.sum(jnp.tanh(f(x, k))))(x))), argnums=(0, 1))(x, k)
+  for a, b in zip(second(ref), second(ours)):
+    assert _rel(a, b) < 1e-5
+
+
+@pytest.mark.parametrize("h,w,kh,kw,stride,padding", CASES + SMALL_CASES)
+def test_conv_general_dilated_is_a_drop_in_for_lax(h, w, kh, kw, stride, padding):
+  """Same result as lax.conv_general_dilated for the explicit and string paddings Flax passes, through whichever
+  form it picks (patches exactly where the output has <= SMALL_OUTPUT positions)."""
+  x, k = jnp.asarray(_rand(9, 2, h, w, 3), jnp.float32), jnp.asarray(_rand(10, kh, kw, 3, 4), jnp.float32)
+  dn = lax.conv_dimension_numbers(x.shape, k.shape, LAYOUT)
+  for pad in (padding, "SAME", "VALID"):
+    want = lax.conv_general_dilated(x, k, (stride, stride), pad, dimension_numbers=dn)
+    got = C.conv_general_dilated(x, k, (stride, stride), pad, lhs_dilation=(1, 1), rhs_dilation=(1, 1),
+                                 dimension_numbers=dn)
+    assert got.shape == want.shape
+    assert want.size == 0 or _rel(want, got) < 1e-5  # VALID leaves no output where the kernel exceeds the map
+  small = np.prod(C.output_size((h, w), (kh, kw), stride, padding)) <= C.SMALL_OUTPUT
+  hlo = jax.jit(lambda x, k: C.conv_general_dilated(x, k, (stride, stride), padding,
+                                                    dimension_numbers=dn)).lower(x, k).as_text()
+  assert ("convolution" in hlo) != small, hlo
+
+
+def test_conv_general_dilated_refuses_what_it_does_not_compute():
+  x, k = jnp.zeros((1, 6, 6, 4)), jnp.zeros((3, 3, 4, 4))
+  with pytest.raises(ValueError, match="unequal strides"):
+    C.conv_general_dilated(x, k, (1, 2), "SAME", dimension_numbers=LAYOUT)
+  with pytest.raises(ValueError, match="dilation"):
+    C.conv_general_dilated(x, k, (1, 1), "SAME", rhs_dilation=(2, 2), dimension_numbers=LAYOUT)
+  with pytest.raises(ValueError, match="groups"):
+    C.conv_general_dilated(x, jnp.zeros((3, 3, 2, 4)), (1, 1), "SAME", dimension_numbers=LAYOUT,
+                           feature_group_count=2)
+  with pytest.raises(ValueError, match="layout"):
+    C.conv_general_dilated(jnp.zeros((1, 4, 6, 6)), k, (1, 1), "SAME", dimension_numbers=("NCHW", "HWIO", "NCHW"))
+
+
+def test_flax_conv_keeps_nn_conv_parameters_and_outputs():
+  """models.conv.Conv is nn.Conv computed here: the same parameter tree (checkpoints and converted weights load
+  unchanged) and the same outputs, on a map large enough for `conv` and one small enough for patches."""
+  import flax.linen as nn  # local: only this test builds Flax modules
+  for size, stride in ((9, 2), (2, 1)):
+    x = jnp.asarray(_rand(11, 2, size, size, 3), jnp.float32)
+    ours, ref = C.Conv(6, (3, 3), stride, padding=1), nn.Conv(6, (3, 3), stride, padding=1)
+    v = ref.init(jax.random.PRNGKey(0), x)
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.PRNGKey(0), x)) == jax.tree.map(jnp.shape, v)
+    assert _rel(ref.apply(v, x), ours.apply(v, x)) < 1e-5
