@@ -7,9 +7,14 @@ else in the process changes:
             docs/results_disco.md, "CPU speed");
   exactness jax 0.10's XLA:CPU miscompiles some of these fusions (BlazeFace returns wrong boxes under jax.jit).
 Accelerators get no options.
+
+`materialize(x)` makes x computed once, before its consumers, where XLA would otherwise fuse its producers into
+each of them (see its docstring).
 """
 
 import jax
+import jax.numpy as jnp
+from jax import lax
 
 CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
@@ -25,3 +30,16 @@ def jit(fn, **kwargs):
   if opts:
     kwargs.setdefault("compiler_options", opts)
   return jax.jit(fn, **kwargs)
+
+
+def materialize(x):
+  """x, computed once where the program reads it at several offsets (neighbour differences, shifted slices).
+
+  XLA fuses cheap elementwise producers into every consumer, and a consumer that reads x at k offsets (a slice
+  per neighbour) evaluates the whole producer chain k times per element: the synthetic world's antialiasing
+  pass read its shaded colour 9 times per pixel that way (shading, background waves and gamma included). On CPU,
+  x goes through a product with the identity over its last axis, which XLA keeps as its own operation (exact in
+  float32 for finite x); other backends get x unchanged."""
+  if jax.default_backend() != "cpu":
+    return x
+  return jnp.einsum("...c,cd->...d", x, jnp.eye(x.shape[-1], dtype=x.dtype), precision=lax.Precision.HIGHEST)

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxface import programs
+
 
 def edge_topology(tri):
   """Static mesh analysis, done once per mesh in numpy: [F,3] int32 opposite vertices.
@@ -142,6 +144,7 @@ def antialias(color, frags, pos_clip, tri, topology=None):
   rows, cols = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(wd, dtype=jnp.float32),
                             indexing="ij")
   centre = jnp.stack([cols, rows], -1)
+  color = programs.materialize(color)  # read at 9 offsets per pixel below: its producers must not be fused in
   out = color
   # Horizontal pairs (r, c) - (r, c + 1).
   da, db = _pair_blend(color[:, :-1], color[:, 1:], ids[:, :-1], ids[:, 1:], z[:, :-1], z[:, 1:],
